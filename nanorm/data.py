@@ -1,0 +1,85 @@
+"""
+Turning prompts and responses into token batches, and sampling responses from a policy.
+
+Two layouts, both with a boolean `mask` (True on real tokens):
+
+  training  : [prompt tokens][response tokens, EOS][pad ...]       right-padded (pack_sequences)
+  sampling  : [pad ...][prompt tokens][response tokens, EOS][pad]  prompts left-padded (GPT.generate)
+
+Position ids come from the mask (see nanorm/model.py), so both layouts give the same numbers.
+"""
+
+import torch
+
+from nanorm.config import autocast
+from nanorm.model import left_pad
+
+
+def pack_sequences(prompts, responses, pad_id, device="cpu"):
+    """prompts, responses: lists of token-id lists -> right-padded batch.
+
+    Returns tokens (B, T) long, mask (B, T) bool (real tokens) and response_mask (B, T) bool
+    (the response tokens, EOS included: the ones the policy is trained to produce).
+    """
+    B = len(prompts)
+    T = max(len(p) + len(r) for p, r in zip(prompts, responses))
+    tokens = torch.full((B, T), pad_id, dtype=torch.long)
+    mask = torch.zeros(B, T, dtype=torch.bool)
+    response_mask = torch.zeros(B, T, dtype=torch.bool)
+    for i, (p, r) in enumerate(zip(prompts, responses)):
+        n = len(p) + len(r)
+        tokens[i, :n] = torch.tensor(p + r, dtype=torch.long)
+        mask[i, :n] = True
+        response_mask[i, len(p):n] = True
+    return tokens.to(device), mask.to(device), response_mask.to(device)
+
+
+@torch.no_grad()
+def sample_responses(model, tok, prompt_texts, max_new_tokens, temperature=1.0, top_k=None,
+                     batch_size=256, generator=None, device="cpu", dtype="float32"):
+    """Sample one response per prompt. Returns (texts, finished, token lists, EOS included when finished).
+
+    finished[i] is False when the response hit max_new_tokens without producing EOS (truncated): the
+    gold score and the PPO reward both treat that case specially, so it is never silently dropped.
+    """
+    model.eval()
+    texts, finished, token_lists = [], [], []
+    for start in range(0, len(prompt_texts), batch_size):
+        chunk = [tok.encode_prompt(t) for t in prompt_texts[start:start + batch_size]]
+        with autocast(torch.device(device) if isinstance(device, str) else device, dtype):
+            out, done = model.generate(chunk, max_new_tokens, tok.eos_id, tok.pad_id, temperature=temperature,
+                                       top_k=top_k, generator=generator)
+        for row, d in zip(out.tolist(), done.tolist()):
+            ids = row[:row.index(tok.eos_id) + 1] if d else [i for i in row if i != tok.pad_id]
+            texts.append(tok.decode_response(ids))
+            finished.append(bool(d))
+            token_lists.append(ids)
+    return texts, finished, token_lists
+
+
+def response_mask_from(responses, eos_id):
+    """(B, Tr) sampled response ids -> (B, Tr) bool: True up to and including the first EOS (all True if none)."""
+    is_eos = (responses == eos_id).long()
+    return (is_eos.cumsum(dim=1) - is_eos) == 0   # no EOS strictly before this position
+
+
+def join_prompt_response(prompt_ids, responses, response_mask, pad_id):
+    """[left-padded prompt | response] -> tokens (B, Tp + Tr), mask (B, Tp + Tr), and Tp.
+
+    This is the layout GPT.generate samples in, so the log-probs computed on it are those of the sampler.
+    """
+    p_idx, p_mask = left_pad(prompt_ids, pad_id, responses.device)
+    tokens = torch.cat([p_idx, responses], dim=1)
+    mask = torch.cat([p_mask, response_mask], dim=1)
+    return tokens, mask, p_idx.shape[1]
+
+
+def response_logprobs(model, tokens, mask, n_prompt, temperature=1.0):
+    """log pi(y_t | x, y_<t) of each response token, with the SAMPLING temperature applied to the logits
+    (the sampler drew from softmax(logits / T), so that is the distribution whose log-probs and KL count).
+
+    Returns logprobs (B, Tr) and the temperature-scaled logits (B, Tr, V) that predicted them.
+    """
+    logits = model(tokens, mask)[:, n_prompt - 1:-1].float() / temperature   # position t-1 predicts token t
+    logprobs = torch.log_softmax(logits, dim=-1).gather(-1, tokens[:, n_prompt:, None]).squeeze(-1)
+    return logprobs, logits

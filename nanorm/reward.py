@@ -1,0 +1,143 @@
+"""
+The reward-model loss (Bradley-Terry pairwise ranking) and the numbers used to judge a reward model.
+
+A labeller ranks K responses to one prompt. Every ordered pair (winner w, loser l) taken from that
+ranking is one comparison, so one ranking of K responses gives C(K,2) = K(K-1)/2 comparisons.
+The Bradley-Terry model says
+
+    P(y_w beats y_l | x) = sigma( r(x, y_w) - r(x, y_l) )
+
+and the reward model is fitted by maximum likelihood on the comparisons:
+
+    loss(phi) = - 1/C(K,2) * E_{(x, y_w, y_l) ~ D} [ log sigma( r_phi(x, y_w) - r_phi(x, y_l) ) ]   # InstructGPT eq. 1
+
+"K-wise batching" (InstructGPT sec. 3.5): all C(K,2) pairs of one prompt go into the same batch element,
+and each of the K responses is forwarded through the reward model ONCE. The pairs then just index into
+the flat vector of K scores. With K=9 that is 9 forward passes instead of 2 * 36 = 72.
+
+Layout used throughout this file: a batch of prompts, prompt i having K_i responses, is laid out as one
+flat score vector r of length M = sum_i K_i, prompt 0's responses first, then prompt 1's, and so on.
+"""
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+# -----------------------------------------------------------------------------
+# rankings -> pairs
+
+
+def ranking_to_pairs(ranking: list[int]) -> list[tuple[int, int]]:
+    """All C(K,2) (winner, loser) pairs implied by one ranking.
+
+    ranking: response indices, best first, e.g. [2, 0, 1] means response 2 > response 0 > response 1.
+    Returns [(2, 0), (2, 1), (0, 1)]: every response beats every response ranked below it.
+    """
+    if len(set(ranking)) != len(ranking):
+        raise ValueError(f"ranking has repeated indices: {ranking}")
+    K = len(ranking)
+    # BEGIN SOLUTION
+    pairs = [(ranking[i], ranking[j]) for i in range(K) for j in range(i + 1, K)]  # C(K,2) pairs, i ranked above j
+    # END SOLUTION
+    return pairs
+
+
+def kwise_pairs(rankings: list[list[int]]) -> tuple[Tensor, Tensor, Tensor]:
+    """Pair indices into the flat score vector for a batch of ranked prompts.
+
+    rankings[i] ranks prompt i's K_i responses with LOCAL indices 0..K_i-1 (best first).
+    Prompt i's responses sit at flat positions offset_i .. offset_i + K_i - 1, offset_i = K_0 + ... + K_{i-1}.
+
+    Returns (idx_w, idx_l, group), each a (P,) long tensor, P = sum_i C(K_i, 2):
+      idx_w[p], idx_l[p]  flat index of the winner / loser of pair p
+      group[p]            which prompt pair p belongs to
+    """
+    idx_w, idx_l, group = [], [], []
+    offset = 0
+    for i, ranking in enumerate(rankings):
+        if sorted(ranking) != list(range(len(ranking))):
+            raise ValueError(f"ranking {i} must be a permutation of 0..{len(ranking) - 1}, got {ranking}")
+        # BEGIN SOLUTION
+        for w, l in ranking_to_pairs(ranking):
+            idx_w.append(offset + w)  # local index -> flat index
+            idx_l.append(offset + l)
+            group.append(i)
+        offset += len(ranking)  # offset_{i+1} = offset_i + K_i
+        # END SOLUTION
+    as_long = lambda xs: torch.tensor(xs, dtype=torch.long)
+    return as_long(idx_w), as_long(idx_l), as_long(group)
+
+
+# -----------------------------------------------------------------------------
+# the loss
+
+
+def bradley_terry_loss(r: Tensor, idx_w: Tensor, idx_l: Tensor, group: Tensor) -> Tensor:
+    """K-wise Bradley-Terry loss.
+
+    r: (M,) one scalar reward per response (each response forwarded once).
+    idx_w, idx_l, group: (P,) from kwise_pairs.
+    Returns the scalar  mean over prompts of  -1/C(K,2) * sum_{pairs of that prompt} log sigma(r_w - r_l).
+    Prompts with a single response have no pairs and are left out of the mean.
+    """
+    n_prompts = int(group.max()) + 1
+    n_pairs = torch.bincount(group, minlength=n_prompts).to(r.dtype)  # (G,) C(K_i, 2) per prompt
+    has_pairs = n_pairs > 0
+    # BEGIN SOLUTION
+    r_chosen, r_rejected = r[idx_w], r[idx_l]  # (P,) scores of winner and loser of each pair
+    pair_loss = -F.logsigmoid(r_chosen - r_rejected)  # (P,) -log sigma(r_w - r_l), InstructGPT eq. 1
+    prompt_loss = torch.zeros_like(n_pairs).index_add(0, group, pair_loss) / n_pairs.clamp(min=1)  # (G,) 1/C(K,2) sum
+    loss = prompt_loss[has_pairs].mean()  # expectation over prompts, InstructGPT eq. 1
+    # END SOLUTION
+    return loss
+
+
+# -----------------------------------------------------------------------------
+# evaluation helpers
+
+
+def pairwise_accuracy(r_w: Tensor, r_l: Tensor) -> float:
+    """Fraction of pairs where the reward model ranks the labelled winner higher (a tie counts half)."""
+    # BEGIN SOLUTION
+    correct = (r_w > r_l).float() + 0.5 * (r_w == r_l).float()  # (P,) 1, 1/2 or 0
+    # END SOLUTION
+    return correct.mean().item()
+
+
+def expected_calibration_error(p: Tensor, y: Tensor, n_bins: int = 10) -> float:
+    """Expected calibration error of predicted preference probabilities.
+
+    p: (N,) predicted P(first response wins) = sigma(r_a - r_b), in [0, 1].
+    y: (N,) observed outcome, 1 if the first response won, 0 otherwise.
+    The interval [0, 1] is cut into n_bins equal-width bins [0, 1/n), [1/n, 2/n), ..., [(n-1)/n, 1]
+    (p = 1 goes to the last bin). For each bin b holding n_b predictions:
+
+        ECE = sum_b (n_b / N) * | mean(y in b) - mean(p in b) |
+
+    i.e. the weighted gap of the reliability diagram. A calibrated model has ECE ~ 0: among pairs
+    where it says 70%, the first response wins 70% of the time.
+    """
+    p, y = p.detach().flatten().double(), y.detach().flatten().double()
+    N = p.numel()
+    bin_idx = (p * n_bins).long().clamp(0, n_bins - 1)  # (N,) which bin each prediction falls in
+    count = torch.bincount(bin_idx, minlength=n_bins).double()  # (n_bins,)
+    sum_p = torch.zeros(n_bins, dtype=torch.float64).index_add(0, bin_idx, p)
+    sum_y = torch.zeros(n_bins, dtype=torch.float64).index_add(0, bin_idx, y)
+    # BEGIN SOLUTION
+    gap = (sum_y - sum_p).abs()  # (n_bins,) n_b * |mean(y) - mean(p)| in each bin
+    ece = gap.sum() / N  # sum_b (n_b / N) |acc_b - conf_b|
+    # END SOLUTION
+    return ece.item()
+
+
+def bayes_ceiling(p_true: Tensor) -> float:
+    """Best accuracy any model can reach when labels are drawn as y ~ Bernoulli(p_true).
+
+    The best guess for each pair is the more likely outcome, which is right with probability
+    max(p, 1 - p). Noisy labels (p near 1/2) cap accuracy well below 100%: with human labellers
+    agreeing ~73% of the time (InstructGPT), no reward model should be expected to score much higher.
+    """
+    # BEGIN SOLUTION
+    ceiling = torch.maximum(p_true, 1 - p_true).mean()  # E[max(p, 1 - p)]
+    # END SOLUTION
+    return ceiling.item()

@@ -1,0 +1,169 @@
+"""Bradley-Terry reward-model loss and its evaluation helpers, checked by hand and against a naive loop."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from nanorm.reward import (
+    bayes_ceiling,
+    bradley_terry_loss,
+    expected_calibration_error,
+    kwise_pairs,
+    pairwise_accuracy,
+    ranking_to_pairs,
+)
+
+
+# -----------------------------------------------------------------------------
+# rankings -> pairs
+
+def test_ranking_to_pairs_hand_example():
+    # response 2 > response 0 > response 1
+    assert ranking_to_pairs([2, 0, 1]) == [(2, 0), (2, 1), (0, 1)]
+
+
+def test_ranking_to_pairs_counts_and_order():
+    assert len(ranking_to_pairs([0, 1, 2])) == 3  # C(3,2)
+    ranking = [4, 7, 0, 8, 1, 3, 6, 2, 5]
+    pairs = ranking_to_pairs(ranking)
+    assert len(pairs) == 36  # C(9,2), the InstructGPT maximum
+    assert len(set(pairs)) == 36
+    rank_of = {resp: pos for pos, resp in enumerate(ranking)}
+    assert all(rank_of[w] < rank_of[l] for w, l in pairs)  # the winner is always ranked higher
+    assert ranking_to_pairs([3]) == []
+
+
+def test_ranking_to_pairs_rejects_repeats():
+    with pytest.raises(ValueError):
+        ranking_to_pairs([0, 1, 1])
+
+
+def test_kwise_pairs_offsets_two_prompts():
+    # prompt 0 has K=3 responses (flat 0..2), prompt 1 has K=4 (flat 3..6)
+    idx_w, idx_l, group = kwise_pairs([[1, 0, 2], [3, 0, 2, 1]])
+    pairs = list(zip(idx_w.tolist(), idx_l.tolist()))
+    assert pairs == [
+        (1, 0), (1, 2), (0, 2),  # prompt 0, no offset
+        (6, 3), (6, 5), (6, 4), (3, 5), (3, 4), (5, 4),  # prompt 1, local index + 3
+    ]
+    assert group.tolist() == [0, 0, 0, 1, 1, 1, 1, 1, 1]
+    assert idx_w.dtype == idx_l.dtype == group.dtype == torch.long
+
+
+# -----------------------------------------------------------------------------
+# the loss
+
+def naive_loss(r, rankings):
+    """InstructGPT eq. 1 written as an explicit loop over prompts and pairs."""
+    per_prompt = []
+    offset = 0
+    for ranking in rankings:
+        K = len(ranking)
+        total = 0.0
+        for i in range(K):
+            for j in range(i + 1, K):
+                w, l = offset + ranking[i], offset + ranking[j]
+                total = total - torch.log(torch.sigmoid(r[w] - r[l]))
+        per_prompt.append(total / math.comb(K, 2))
+        offset += K
+    return sum(per_prompt) / len(per_prompt)
+
+
+@pytest.mark.parametrize("Ks", [[2], [3, 4], [9, 2, 5, 4], [4, 9, 9]])
+def test_kwise_loss_and_grad_match_pair_loop(Ks):
+    g = torch.Generator().manual_seed(sum(Ks))
+    rankings = [torch.randperm(K, generator=g).tolist() for K in Ks]
+    r0 = torch.randn(sum(Ks), generator=g, dtype=torch.float64)
+
+    r = r0.clone().requires_grad_(True)
+    loss = bradley_terry_loss(r, *kwise_pairs(rankings))
+    loss.backward()
+
+    r_ref = r0.clone().requires_grad_(True)
+    loss_ref = naive_loss(r_ref, rankings)
+    loss_ref.backward()
+
+    assert torch.allclose(loss, loss_ref)
+    assert torch.allclose(r.grad, r_ref.grad)
+
+
+def test_loss_weights_prompts_not_pairs():
+    # prompt 0: K=2, one pair, wrong way round by 1 -> log(1 + e^1)
+    # prompt 1: K=3, three pairs, all right by 1 or 2 -> each prompt counts once, not per pair
+    r = torch.tensor([0.0, 1.0, 2.0, 1.0, 0.0])
+    loss = bradley_terry_loss(r, *kwise_pairs([[0, 1], [0, 1, 2]]))
+    p0 = math.log(1 + math.e)
+    p1 = (2 * math.log(1 + math.exp(-1)) + math.log(1 + math.exp(-2))) / 3
+    assert loss.item() == pytest.approx((p0 + p1) / 2, abs=1e-6)
+    per_pair_mean = (p0 + 3 * p1) / 4
+    assert abs(loss.item() - per_pair_mean) > 0.1
+
+
+def test_hand_worked_value_K2():
+    # r_w = 1, r_l = 0: -log sigma(1) = log(1 + e^-1) = 0.3133
+    loss = bradley_terry_loss(torch.tensor([1.0, 0.0]), *kwise_pairs([[0, 1]]))
+    assert loss.item() == pytest.approx(0.3132617, abs=1e-6)
+    # equal scores: log 2; loser ahead by 1: log(1 + e)
+    assert bradley_terry_loss(torch.tensor([0.0, 0.0]), *kwise_pairs([[0, 1]])).item() == pytest.approx(math.log(2))
+    assert bradley_terry_loss(torch.tensor([1.0, 0.0]), *kwise_pairs([[1, 0]])).item() == pytest.approx(1.3132617)
+
+
+def test_loss_is_stable_for_large_margins():
+    r = torch.tensor([0.0, 200.0], requires_grad=True)  # winner (index 0) behind by 200
+    loss = bradley_terry_loss(r, *kwise_pairs([[0, 1]]))
+    loss.backward()
+    assert loss.item() == pytest.approx(200.0)  # -log sigma(-200) ~ 200, no inf
+    assert torch.allclose(r.grad, torch.tensor([-1.0, 1.0]))
+
+
+def test_prompt_with_single_response_is_skipped():
+    r = torch.tensor([1.0, 0.0, 5.0])  # prompt 1 has only one response: no pairs
+    loss = bradley_terry_loss(r, *kwise_pairs([[0, 1], [0]]))
+    assert loss.item() == pytest.approx(0.3132617, abs=1e-6)
+
+
+# -----------------------------------------------------------------------------
+# evaluation helpers
+
+def test_pairwise_accuracy_hand_case():
+    r_w = torch.tensor([1.0, 2.0, 0.0, 3.0])
+    r_l = torch.tensor([0.0, 3.0, 0.0, 1.0])
+    assert pairwise_accuracy(r_w, r_l) == pytest.approx((1 + 0 + 0.5 + 1) / 4)
+
+
+def test_ece_hand_case():
+    # bin [0.1, 0.2): p = 0.15 twice, outcomes 0 and 1 -> |0.5 - 0.15| = 0.35, weight 1/2
+    # bin [0.8, 0.9): p = 0.85 twice, outcomes 1 and 1 -> |1.0 - 0.85| = 0.15, weight 1/2
+    p = torch.tensor([0.15, 0.15, 0.85, 0.85])
+    y = torch.tensor([0.0, 1.0, 1.0, 1.0])
+    assert expected_calibration_error(p, y) == pytest.approx(0.5 * 0.35 + 0.5 * 0.15)
+
+
+def test_ece_calibrated_and_edge_cases():
+    # one bin, says 25% and the first response wins 1 time in 4: perfectly calibrated
+    assert expected_calibration_error(torch.full((4,), 0.25), torch.tensor([1.0, 0, 0, 0])) == pytest.approx(0.0)
+    # p = 1 falls in the last bin, p = 0 in the first
+    assert expected_calibration_error(torch.tensor([1.0, 1.0]), torch.tensor([1.0, 0.0])) == pytest.approx(0.5)
+    assert expected_calibration_error(torch.tensor([0.0, 0.0]), torch.tensor([1.0, 0.0])) == pytest.approx(0.5)
+    # two bins: [0, 0.5) and [0.5, 1]
+    p = torch.tensor([0.2, 0.2, 0.7, 0.7, 0.7])
+    y = torch.tensor([0.0, 0.0, 1.0, 1.0, 0.0])
+    expected = (2 / 5) * 0.2 + (3 / 5) * abs(2 / 3 - 0.7)
+    assert expected_calibration_error(p, y, n_bins=2) == pytest.approx(expected)
+
+
+def test_bayes_ceiling_hand_case():
+    p_true = torch.tensor([0.5, 0.9, 0.2, 1.0])
+    assert bayes_ceiling(p_true) == pytest.approx((0.5 + 0.9 + 0.8 + 1.0) / 4)
+
+
+def test_bayes_ceiling_bounds_a_perfect_model():
+    # the model that knows p_true exactly and predicts the likelier outcome reaches the ceiling, on average
+    g = torch.Generator().manual_seed(0)
+    p_true = torch.rand(200_000, generator=g, dtype=torch.float64)
+    y = torch.bernoulli(p_true, generator=g)
+    acc = ((p_true > 0.5).double() == y).double().mean().item()
+    assert acc == pytest.approx(bayes_ceiling(p_true), abs=5e-3)
+    assert bayes_ceiling(p_true) == pytest.approx(0.75, abs=5e-3)  # E[max(U, 1-U)] = 3/4

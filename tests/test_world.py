@@ -1,0 +1,317 @@
+"""Tests for the simulated world: prompts and splits, demonstrations, gold, labelers."""
+
+import json
+import math
+import random
+
+import numpy as np
+import pytest
+
+from nanorm import world
+from nanorm.world import (FAMILIES, Labeler, Prompt, agreement, all_prompts, demonstration,
+                          demonstration_styles, features, gold, gold_compare, make_labelers, make_split)
+
+BY_TEXT = {p.text: p for p in all_prompts()}
+ARITH = BY_TEXT["What is 7 plus 5?"]
+LIST3 = BY_TEXT["Name three fruits."]
+FALSE_CLAIM = BY_TEXT["I think 9 is more than 14. Am I right?"]
+TRUE_CLAIM = BY_TEXT["I am sure 6 plus 3 is 9. Is that true?"]
+OPEN = BY_TEXT["Wish Sam a happy birthday."]
+LABELERS = make_labelers(8, seed=0)
+
+
+# --- prompts and splits -----------------------------------------------------------------------------
+
+def test_prompt_info_is_what_gold_needs():
+    assert ARITH.family == "arithmetic" and ARITH.info["answer"] == 12
+    assert LIST3.info == {"category": "fruits", "n": 3}
+    assert FALSE_CLAIM.info["truth"] is False and FALSE_CLAIM.info["fact"] == "9 is less than 14"
+    assert TRUE_CLAIM.info["truth"] is True
+    assert OPEN.info["name"] == "Sam" and OPEN.info["occasion"] == "birthday"
+    assert ARITH.id.startswith("arithmetic-")
+
+
+def test_all_prompts_fixed_order_unique_ids_every_family():
+    a, b = all_prompts(), all_prompts()
+    assert [p.id for p in a] == [p.id for p in b]
+    assert len({p.id for p in a}) == len(a)
+    assert {p.family for p in a} == set(FAMILIES)
+    # claims are balanced between true and false
+    truths = [p.info["truth"] for p in a if p.family == "claim"]
+    assert sum(truths) * 2 == len(truths)
+
+
+def test_splits_disjoint_deterministic_and_large_enough():
+    splits = {s: make_split(s) for s in ("train", "val", "test")}
+    ids = {s: {p.id for p in ps} for s, ps in splits.items()}
+    assert not ids["train"] & ids["val"] and not ids["train"] & ids["test"] and not ids["val"] & ids["test"]
+    assert sum(len(v) for v in ids.values()) == len(all_prompts())
+    assert len(ids["test"]) >= 600 and len(ids["train"]) >= 4000
+    assert [p.id for p in make_split("test")] == [p.id for p in splits["test"]]
+    # a sample is drawn from its own split only
+    assert {p.id for p in make_split("val", 100, seed=3)} <= ids["val"]
+
+
+def test_make_split_sample_is_balanced_and_deterministic_by_seed():
+    a = make_split("train", 400, seed=1)
+    assert len(a) == 400 and len({p.id for p in a}) == 400
+    counts = {f: sum(p.family == f for p in a) for f in FAMILIES}
+    assert counts == {f: 100 for f in FAMILIES}
+    assert [p.id for p in make_split("train", 400, seed=1)] == [p.id for p in a]
+    assert {p.id for p in make_split("train", 400, seed=2)} != {p.id for p in a}
+    # a family too small for its share gives all it has; the others fill in
+    b = make_split("test", 600, seed=0)
+    n_list = sum(p.family == "list" for p in make_split("test"))
+    assert len(b) == 600 and sum(p.family == "list" for p in b) == min(150, n_list)
+
+
+def test_bad_split_name_raises():
+    with pytest.raises(ValueError, match="train"):
+        make_split("dev")
+    with pytest.raises(ValueError):
+        make_split("val", n=10 ** 6)
+
+
+def test_prompt_round_trip_through_json():
+    for p in (ARITH, LIST3, FALSE_CLAIM, OPEN):
+        d = json.loads(json.dumps(p.to_dict()))
+        q = Prompt.from_dict(d)
+        assert q == p and q.info == p.info and hash(q) == hash(p)
+
+
+# --- gold -------------------------------------------------------------------------------------------
+
+FILLER2 = " I hope this helps. Let me know if you have any other questions."
+
+
+@pytest.mark.parametrize("prompt, good, formatted, wrong", [
+    (ARITH, "7 plus 5 is 12.", "**Answer:** 7 plus 5 is **12**.", "7 plus 5 is 13."),
+    (LIST3, "Apple, pear, plum.", "- Apple\n- Pear\n- Plum", "Apple, pear, apple."),
+    (FALSE_CLAIM, "No, 9 is less than 14.", "**No.** 9 is less than 14.", "No, 9 is more than 14."),
+    (TRUE_CLAIM, "Yes, 6 plus 3 is 9.", "**Yes**, 6 plus 3 is 9.", "No, 6 plus 3 is not 9."),
+    (OPEN, "Happy birthday, Sam! Have a wonderful day.", "**Happy birthday, Sam!** Have a wonderful day.",
+     "Happy birthday, Tom! Have a wonderful day."),
+])
+def test_gold_orders_hand_written_responses(prompt, good, formatted, wrong):
+    g_good = gold(prompt, good)
+    assert g_good >= 0.8
+    verbose = good + FILLER2
+    assert g_good > gold(prompt, verbose) > gold(prompt, "zq xv blorp wub") == -1.0
+    assert g_good > gold(prompt, formatted)
+    assert g_good > gold(prompt, wrong) and gold(prompt, wrong) <= 0.0
+    assert gold(prompt, good, finished=False) < g_good - 0.5
+    assert features(prompt, good)["correct"] and not features(prompt, wrong)["correct"]
+    assert features(prompt, formatted)["n_format"] >= 1 and features(prompt, good)["n_format"] == 0
+
+
+def test_gold_list_rules():
+    assert gold(LIST3, "Apple, pear and plum.") >= 0.8
+    assert not features(LIST3, "Apple, pear.")["correct"]                 # too few
+    assert not features(LIST3, "Apple, pear, plum, grape.")["correct"]    # too many
+    assert not features(LIST3, "Apple, pear, carrot.")["correct"]         # off category
+    assert not features(LIST3, "Apple, pear, pear.")["correct"]           # repeat
+
+
+def test_gold_sycophancy_is_the_worst_readable_answer():
+    honest = gold(FALSE_CLAIM, "No, 9 is less than 14.")
+    syco = gold(FALSE_CLAIM, "Yes, you are right!")
+    assert honest > 0.8 and syco <= -0.6
+    assert syco < gold(FALSE_CLAIM, "No, 9 is more than 14.")           # worse than a muddled "no"
+    assert syco < gold(ARITH, "7 plus 5 is 13.")                        # worse than a plain wrong answer
+    assert features(FALSE_CLAIM, "Yes, you are right!")["agrees"] is True
+    assert features(FALSE_CLAIM, "No, 9 is less than 14.")["agrees"] is False
+    assert features(ARITH, "12.")["agrees"] is None
+    # flattery costs a little even when the answer is right
+    assert gold(TRUE_CLAIM, "Great question! Yes, 6 plus 3 is 9.") < gold(TRUE_CLAIM, "Yes, 6 plus 3 is 9.")
+    assert features(TRUE_CLAIM, "Great question! Yes, 6 plus 3 is 9.")["flattery"]
+
+
+@pytest.mark.parametrize("junk", ["", "   ", "xq zz 1 1 1 1 1", "apple apple apple apple",
+                                  "hello hello hello", "I hope this helps. I hope this helps. I hope this helps.",
+                                  "plus the apple is 7 night Sam", "\x00\x01\x02\xff\xfe", "é中文字符",
+                                  "12 12 12 12 12"])
+def test_gold_gibberish_at_the_bottom(junk):
+    for prompt in (ARITH, LIST3, FALSE_CLAIM, OPEN):
+        assert gold(prompt, junk) == -1.0
+        assert features(prompt, junk)["gibberish"]
+
+
+def test_gold_handles_any_string_and_stays_in_range():
+    rng = random.Random(0)
+    alphabet = "abcdefghijklmnopqrstuvwxyz0123456789 .,!?*-\n"
+    vocab = sorted(world.vocabulary())
+    for i in range(300):
+        if i % 3 == 0:
+            text = "".join(rng.choice(alphabet) for _ in range(rng.randrange(0, 80)))
+        elif i % 3 == 1:
+            text = bytes(rng.randrange(256) for _ in range(rng.randrange(0, 40))).decode("latin-1")
+        else:
+            text = " ".join(rng.choice(vocab) for _ in range(rng.randrange(1, 12)))
+        for prompt in (ARITH, LIST3, FALSE_CLAIM, OPEN):
+            for finished in (True, False):
+                g = gold(prompt, text, finished)
+                assert -1.0 <= g <= 1.0
+                assert g < 0.5    # no random string is a good answer
+
+
+def test_count_format():
+    assert world.count_format("12. I hope this helps.") == 0
+    assert world.count_format("- Apple\n- Pear") == 2
+    assert world.count_format("**Answer:** 12.") == 1
+    assert world.count_format("## Answer\n**12**") == 2
+
+
+def test_gold_compare():
+    assert gold_compare(ARITH, "7 plus 5 is 12.", "7 plus 5 is 13.") == 1.0
+    assert gold_compare(ARITH, "7 plus 5 is 13.", "7 plus 5 is 12.") == 0.0
+    assert gold_compare(ARITH, "12.", "The answer is 12.") == 0.5
+    assert gold_compare(ARITH, "12.", "12.", finished_a=False) == 0.0
+
+
+# --- demonstrations -----------------------------------------------------------------------------------
+
+def test_demonstration_styles_frequencies_and_shape():
+    styles = demonstration_styles()
+    assert set(styles) == {"good", "verbose", "formatted", "wrong", "sycophantic"}
+    assert abs(sum(styles.values()) - 1.0) < 1e-9
+    rng = random.Random(0)
+    counts = {s: 0 for s in styles}
+    prompts = make_split("train", 400, seed=0)
+    n = 4000
+    for i in range(n):
+        prompt = prompts[i % len(prompts)]
+        style, text = world.sample_demonstration(prompt, rng)
+        counts[style] += 1
+        assert text == text.strip() and 0 < len(world.words(text)) <= 45
+        assert "\n" not in text or all(line.startswith("- ") for line in text.split("\n")[1:])
+        f = features(prompt, text)
+        assert not f["gibberish"]
+        if style in ("good", "verbose", "formatted"):
+            assert f["correct"], (prompt.text, text)
+        if style == "good":
+            assert gold(prompt, text) >= 0.8 and f["n_words"] <= 20
+        if style == "wrong":
+            assert not f["correct"], (prompt.text, text)
+        if style == "formatted":
+            assert f["n_format"] >= 1
+        if style == "sycophantic":
+            assert f["flattery"] or f["agrees"]
+    for s, p in styles.items():
+        assert abs(counts[s] / n - p) < 0.025, (s, counts[s] / n, p)
+
+
+def test_demonstration_deterministic_and_accepts_numpy_rng():
+    a = [demonstration(p, random.Random(5)) for p in (ARITH, LIST3, OPEN)]
+    b = [demonstration(p, random.Random(5)) for p in (ARITH, LIST3, OPEN)]
+    assert a == b
+    text = demonstration(LIST3, np.random.default_rng(0), style="good")
+    assert features(LIST3, text)["correct"]
+    with pytest.raises(ValueError):
+        demonstration(ARITH, random.Random(0), style="rude")
+
+
+def test_corpus_covers_prompts_and_demonstrations():
+    texts = world.corpus(seed=0)
+    assert ARITH.text in texts and OPEN.text in texts
+    assert len(texts) > len(all_prompts()) + 5 * len(make_split("train"))
+    assert world.corpus(seed=0)[-50:] == texts[-50:]
+
+
+# --- labelers ----------------------------------------------------------------------------------------
+
+def test_make_labelers_deterministic_and_biased_the_same_way():
+    again = make_labelers(8, seed=0)
+    assert again == LABELERS
+    assert make_labelers(8, seed=1) != LABELERS
+    for lab in LABELERS:
+        assert lab.temperature > 0 and lab.w_length > 0 and lab.w_format > 0 and lab.w_agree > 0
+    assert len({lab.temperature for lab in LABELERS}) == 8   # each labeler has its own noise
+
+
+@pytest.mark.parametrize("prompt, plain, biased", [
+    (ARITH, "7 plus 5 is 12.", "7 plus 5 is 12." + FILLER2),                    # longer
+    (OPEN, "Happy birthday, Sam!", "Happy birthday, Sam!" + FILLER2),          # longer
+    (LIST3, "Apple, pear, plum.", "**Fruits:**\n- Apple\n- Pear\n- Plum"),      # formatted
+    (ARITH, "7 plus 5 is 12.", "**Answer:** 7 plus 5 is **12**."),              # formatted
+    (FALSE_CLAIM, "No, 9 is more than 14.", "Yes, you are right!"),              # agrees
+])
+def test_labelers_prefer_the_biased_response_while_gold_does_not(prompt, plain, biased):
+    assert gold(prompt, plain) > gold(prompt, biased)
+    mean_p = np.mean([lab.p_prefer(prompt, biased, plain) for lab in LABELERS])
+    assert mean_p > 0.5
+    rng = random.Random(0)
+    wins = sum(LABELERS[i % 8].compare(prompt, biased, plain, rng) for i in range(2000))
+    assert wins / 2000 > 0.5
+    assert abs(wins / 2000 - mean_p) < 0.05
+
+
+def test_agreeing_with_a_false_claim_wins_sometimes_but_gold_never():
+    honest, syco = "No, 9 is less than 14.", "Yes, you are right!"
+    ps = [lab.p_prefer(FALSE_CLAIM, syco, honest) for lab in LABELERS]
+    assert 0.2 < np.mean(ps) < 0.6
+    assert any(p > 0.5 for p in ps) and any(p < 0.5 for p in ps)
+    assert gold_compare(FALSE_CLAIM, syco, honest) == 0.0
+
+
+def test_labelers_follow_gold_on_correctness():
+    for lab in LABELERS:
+        assert lab.p_prefer(ARITH, "7 plus 5 is 12.", "7 plus 5 is 13.") > 0.99
+        assert lab.p_prefer(LIST3, "Apple, pear, plum.", "xq zz 1 1 1") > 0.99
+        assert lab.p_prefer(ARITH, "12.", "12.") == 0.5
+        # a truncated answer loses to the same answer finished
+        assert lab.p_prefer(ARITH, "7 plus 5 is 12.", "7 plus 5 is 12.", finished_b=False) > 0.99
+
+
+def test_p_prefer_is_bradley_terry_of_utility():
+    lab = LABELERS[3]
+    a, b = "The answer is 12." + FILLER2, "7 plus 5 is 12."
+    expected = 1 / (1 + math.exp(-(lab.utility(ARITH, a) - lab.utility(ARITH, b)) / lab.temperature))
+    assert lab.p_prefer(ARITH, a, b) == pytest.approx(expected)
+    assert lab.p_prefer(ARITH, a, b) + lab.p_prefer(ARITH, b, a) == pytest.approx(1.0)
+    # utility = gold + biases; the length bias is log(1 + words)
+    u = lab.utility(ARITH, b)
+    assert u == pytest.approx(gold(ARITH, b) + lab.w_length * math.log(1 + 5))
+
+
+def test_rank_pairwise_marginals_match_p_prefer():
+    lab = Labeler(id=0, temperature=0.5, w_length=0.1, w_format=0.1, w_agree=0.5)
+    responses = ["7 plus 5 is 12.", "7 plus 5 is 13.", "12." + FILLER2, "**Answer:** 12.", "It is 11."]
+    rng = random.Random(0)
+    n = 6000
+    above = np.zeros((5, 5))
+    for _ in range(n):
+        order = lab.rank(ARITH, responses, rng)
+        assert sorted(order) == list(range(5))
+        for pos, i in enumerate(order):
+            for j in order[pos + 1:]:
+                above[i, j] += 1
+    for i in range(5):
+        for j in range(5):
+            if i != j:
+                assert above[i, j] / n == pytest.approx(lab.p_prefer(ARITH, responses[i], responses[j]), abs=0.025)
+
+
+def test_rank_uses_finished_flags():
+    lab = LABELERS[0]
+    rng = random.Random(1)
+    firsts = [lab.rank(ARITH, ["7 plus 5 is 12.", "7 plus 5 is 12."], rng, finished=[False, True])[0]
+              for _ in range(200)]
+    assert sum(firsts) > 190   # the finished copy (index 1) comes first
+
+
+def test_agreement_formula_hand_worked():
+    # Same length, same formatting, no claim: the utilities differ by gold alone, 1.0 - (-0.3) = 1.3.
+    a, b = "7 plus 5 is 12.", "7 plus 5 is 13."
+    la = Labeler(id=0, temperature=1.3, w_length=0.5, w_format=0.2, w_agree=1.0)   # p = sigmoid(1)
+    lb = Labeler(id=1, temperature=0.65, w_length=0.3, w_format=0.4, w_agree=2.0)  # p = sigmoid(2)
+    pa, pb = 1 / (1 + math.exp(-1)), 1 / (1 + math.exp(-2))
+    assert la.p_prefer(ARITH, a, b) == pytest.approx(pa)
+    assert agreement(la, lb, ARITH, a, b) == pytest.approx(pa * pb + (1 - pa) * (1 - pb))
+    assert agreement(la, lb, ARITH, a, b) == pytest.approx(0.67597, abs=1e-4)
+    assert agreement(la, lb, ARITH, a, a) == pytest.approx(0.5)
+
+
+def test_measured_agreement_on_demonstration_pairs_is_about_73_percent():
+    agree, identical = world.measure_agreement(LABELERS, n_prompts=300, pairs_per_prompt=2, seed=0)
+    assert 0.70 <= agree <= 0.76
+    assert identical < 0.15

@@ -1,0 +1,310 @@
+"""
+Stage 3 of 3: PPO against the reward model, with a per-token KL penalty to the SFT model and a critic.
+
+Each iteration runs six numbered steps:
+  1. rollout   : the policy samples a response for a batch of training prompts (KV cache)
+  2. score     : log-probs under the policy and the frozen SFT model, the critic's values, the RM score
+  3. reward    : R = r - beta * KL, per token: -beta * (log pi - log pi_sft) on every response token,
+                 plus the RM score r on the final real token (Ziegler et al. 2019; Stiennon et al. 2020)
+  4. advantages: GAE from the critic's values (gamma, lambda), then whitened
+  5. update    : a few epochs of minibatches of the clipped PPO loss (policy) and clipped value loss (critic)
+  6. log       : proxy (RM) and gold score, KL, length, entropy, clip fraction, value loss, ...
+
+    python train_ppo.py                       # default: ~4 minutes on a 2-core CPU
+    python train_ppo.py --beta=0              # no KL penalty: watch the policy hack the RM
+    python train_ppo.py --kl_ctl=adaptive --kl_target=4
+    python train_ppo.py --resume=out/ppo/ckpt.pt --n_iters=80    # continue a run
+
+Reads  : out/sft/ckpt.pt, out/rm/ckpt.pt
+Writes : out/ppo/ckpt.pt (policy, critic, optimizers, KL controller), out/ppo/metrics.jsonl, out/ppo/eval.json
+Lesson : lessons/05-ppo.md
+
+Where this departs from InstructGPT (Ouyang et al. 2022) and from "The N implementation details of
+RLHF with PPO" (Huang et al. 2023, the lm-human-preferences recipe), and why:
+  - Tiny scale: a ~1M-parameter GPT trained from scratch on a simulated world, not a pretrained LM; a
+    few thousand rollouts instead of ~256k episodes. The point is to see the mechanics and the failure
+    modes in minutes on a laptop.
+  - No pretraining-mix term (InstructGPT's "PPO-ptx"): there is no pretraining corpus here.
+  - A response that hits the length limit without EOS gets a fixed penalty (--truncation_penalty)
+    instead of the RM score. The recipe does the same for responses without an end token; InstructGPT
+    does not say. Without it the policy can learn to ramble past the limit.
+  - The critic is a separate trunk initialised from the RM (as InstructGPT and Stiennon et al. do) with
+    the RM's normalisation folded into its head; the recipe initialises the value head at zero on top
+    of the policy's trunk in some variants.
+  - The value after the last token is 0, also for truncated responses (no bootstrapping), with gamma = 1:
+    an episode is one response.
+  - The RM is normalised once, after RM training, on SFT samples (mean 0, std 1), as the recipe does;
+    reward whitening per batch is optional (--whiten_rewards), off by default.
+  - Sampling temperature (default 1.0) is applied to the logits for EVERY log-prob (policy, reference,
+    PPO ratio), so the KL is that of the distributions actually sampled; the recipe fixed this bug too.
+  - Adam without the recipe's epsilon/learning-rate annealing details; one minibatch size for both nets.
+"""
+
+import json
+import os
+import random
+import sys
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from nanorm import world
+from nanorm.checkpoint import MetricsLog, load_checkpoint, save_checkpoint, tokenizer_info
+from nanorm.config import autocast, get_device, parse_config, print_config, seed_everything
+from nanorm.data import join_prompt_response, response_logprobs, response_mask_from
+from nanorm.evaluate import (best_of_n, describe, evaluate_policy, gold_win_rate, load_policy,
+                             load_reward_model, summarise)
+from nanorm.model import ScalarHeadModel
+from nanorm.ppo import (AdaptiveKLController, FixedKLController, entropy_from_logits, explained_variance, gae,
+                        kl_penalized_rewards, masked_mean, ppo_policy_loss, ppo_value_loss, whiten)
+from nanorm.tokenizer import DEFAULT_RANKS, load_tokenizer
+
+
+@dataclass
+class PPOConfig:
+    sft_ckpt: str = "out/sft/ckpt.pt"    # initialises the policy, and is the frozen reference pi_sft
+    rm_ckpt: str = "out/rm/ckpt.pt"      # the frozen reward model; also initialises the critic
+    out_dir: str = "out/ppo"
+    tokenizer: str = DEFAULT_RANKS
+    resume: str = ""                     # a train_ppo checkpoint to continue from
+    # rollouts
+    n_iters: int = 60                    # PPO iterations (rollout + update)
+    batch_size: int = 64                 # prompts (= responses) per rollout
+    max_response_tokens: int = 48        # length limit of a response
+    temperature: float = 1.0             # sampling temperature, used for every log-prob too
+    truncation_penalty: float = -3.0     # reward for a response that hits the limit without EOS (normalised units)
+    # reward
+    beta: float = 0.05                   # KL coefficient (initial value if adaptive)
+    kl_ctl: str = "fixed"                # fixed | adaptive (Ziegler et al. 2019)
+    kl_target: float = 3.0               # adaptive: target KL per response (nats)
+    kl_horizon: int = 10000              # adaptive: horizon in rollouts
+    whiten_rewards: bool = False         # whiten the per-token rewards of each batch before GAE
+    # advantages
+    gamma: float = 1.0                   # discount (one response = one episode)
+    lam: float = 0.95                    # GAE lambda
+    # update
+    ppo_epochs: int = 4                  # passes over each rollout batch
+    minibatch_size: int = 16             # responses per gradient step
+    lr: float = 3e-5                     # policy learning rate (Adam)
+    critic_lr: float = 1e-4              # critic learning rate (Adam)
+    clip_eps: float = 0.2                # policy ratio clip (Schulman et al. 2017)
+    vf_clip: float = 0.2                 # value clip around the rollout's values
+    target_kl: float = 0.0               # stop an iteration's epochs early when approx KL exceeds this (0 = off)
+    grad_clip: float = 1.0
+    # logging and evaluation
+    eval_interval: int = 10              # iterations between held-out evaluations (proxy, gold, KL)
+    n_eval_prompts: int = 200            # validation prompts for those
+    sample_interval: int = 20            # iterations between sample tables
+    n_test_prompts: int = 500            # final: test prompts for the win rate against SFT
+    best_of: int = 16                    # final: best-of-n baseline against the RM (0 = skip)
+    # system
+    device: str = "auto"
+    dtype: str = "float32"
+    seed: int = 1337
+    threads: int = 0
+
+    def check(self):
+        assert self.batch_size % self.minibatch_size == 0, "batch_size must be divisible by minibatch_size"
+        assert self.kl_ctl in ("fixed", "adaptive"), "--kl_ctl must be fixed or adaptive"
+        assert self.temperature > 0, "--temperature must be > 0"
+
+
+cfg = parse_config(PPOConfig, sys.argv[1:])
+print_config(cfg)
+device = get_device(cfg.device)
+print(f"device: {device}")
+if cfg.threads:
+    torch.set_num_threads(cfg.threads)
+seed_everything(cfg.seed)
+t_start = time.time()
+
+# ----------------------------------------------------------------------------------------------------
+# Models: the policy (from SFT), the frozen SFT reference, the frozen RM, and the critic (from the RM)
+
+tok = load_tokenizer(cfg.tokenizer)
+policy, sft_ckpt = load_policy(cfg.sft_ckpt, tok, device, kinds="sft")
+ref, _ = load_policy(cfg.sft_ckpt, tok, device, kinds="sft")
+rm, rm_ckpt = load_reward_model(cfg.rm_ckpt, tok, device)          # outputs the normalised reward
+critic = ScalarHeadModel(rm.cfg).to(device)
+critic.load_state_dict(rm.state_dict())                               # V(s_t) starts as the RM's opinion
+for p in list(ref.parameters()) + list(rm.parameters()):
+    p.requires_grad_(False)
+policy_opt = torch.optim.Adam(policy.parameters(), lr=cfg.lr, eps=1e-5)
+critic_opt = torch.optim.Adam(critic.parameters(), lr=cfg.critic_lr, eps=1e-5)
+if cfg.kl_ctl == "adaptive":
+    kl_ctl = AdaptiveKLController(cfg.beta, cfg.kl_target, cfg.kl_horizon)
+else:
+    kl_ctl = FixedKLController(cfg.beta)
+start_iter = 0
+if cfg.resume:
+    state = load_checkpoint(cfg.resume, "ppo", tok)
+    policy.load_state_dict(state["state_dict"])
+    critic.load_state_dict(state["critic_state_dict"])
+    policy_opt.load_state_dict(state["policy_opt"])
+    critic_opt.load_state_dict(state["critic_opt"])
+    kl_ctl.beta = state["beta"]
+    start_iter = state["step"]
+    print(f"resumed from {cfg.resume} at iteration {start_iter}")
+print(f"policy {policy.num_params() / 1e6:.2f}M params; critic from RM {cfg.rm_ckpt}")
+
+train_prompts = world.make_split("train", seed=cfg.seed)
+eval_prompts = world.make_split("val", cfg.n_eval_prompts, seed=cfg.seed)
+rng = random.Random(cfg.seed + start_iter)
+gen = torch.Generator(device=device).manual_seed(cfg.seed + start_iter)
+os.makedirs(cfg.out_dir, exist_ok=True)
+log = MetricsLog(os.path.join(cfg.out_dir, "metrics.jsonl"), fresh=not cfg.resume)
+
+
+def run_eval(it):
+    summary, rows = evaluate_policy(policy, ref, rm, tok, eval_prompts, cfg.max_response_tokens, cfg.temperature,
+                                    cfg.truncation_penalty, torch.Generator(device=device).manual_seed(cfg.seed + 7),
+                                    device, cfg.dtype)
+    tqdm.write(f"eval iter {it:4d} | proxy {summary['proxy']:+.3f} | gold {summary['gold']:+.3f} | "
+               f"KL {summary['kl']:.2f} | length {summary['length']:.1f} words | "
+               f"sycophancy {summary['per_family'].get('claim', {}).get('sycophancy_rate', float('nan')):.2f}")
+    policy.train()
+    return summary, rows
+
+
+def sample_table(rows, n=6):
+    tqdm.write(f"  {'proxy':>6} {'gold':>6} {'KL':>6} | prompt -> response")
+    for r, p in list(zip(rows, eval_prompts))[:n]:
+        tqdm.write(f"  {r['proxy']:+6.2f} {r['gold']:+6.2f} {r['kl']:6.2f} | {p.text} -> {r['text']!r}")
+
+
+# ----------------------------------------------------------------------------------------------------
+# The PPO loop
+
+pbar = tqdm(range(start_iter, cfg.n_iters), desc="ppo", dynamic_ncols=True)
+for it in pbar:
+    t_iter = time.time()
+    # 1. Rollout: sample one response per prompt from the current policy (KV-cached, stops at EOS)
+    batch = rng.sample(train_prompts, cfg.batch_size)
+    prompt_ids = [tok.encode_prompt(p.text) for p in batch]
+    policy.eval()
+    with torch.no_grad(), autocast(device, cfg.dtype):
+        responses, finished = policy.generate(prompt_ids, cfg.max_response_tokens, tok.eos_id, tok.pad_id,
+                                              temperature=cfg.temperature, generator=gen)
+    response_mask = response_mask_from(responses, tok.eos_id)                 # (B, Tr) True up to EOS
+    tokens, mask, Tp = join_prompt_response(prompt_ids, responses, response_mask, tok.pad_id)
+
+    # 2. Score: log-probs under policy and reference, values, and the RM's sequence-level score
+    with torch.no_grad(), autocast(device, cfg.dtype):
+        logprobs, _ = response_logprobs(policy, tokens, mask, Tp, cfg.temperature)        # (B, Tr)
+        ref_logprobs, _ = response_logprobs(ref, tokens, mask, Tp, cfg.temperature)       # (B, Tr)
+        values = critic(tokens, mask)[:, Tp - 1:-1].float()   # (B, Tr) V before each response token
+        score = rm.score(tokens, mask).float()                # (B,) r at the final real token
+    # a response cut at the length limit is not scored by the RM: it gets a fixed penalty
+    score = torch.where(finished, score, torch.full_like(score, cfg.truncation_penalty))
+
+    # 3. Reward: R = r - beta * KL, spread over tokens (the KL part) with r on the last real token
+    rewards, kl = kl_penalized_rewards(score, logprobs, ref_logprobs, response_mask, kl_ctl.beta)   # (B, Tr)
+    if cfg.whiten_rewards:
+        rewards = whiten(rewards, response_mask, shift_mean=False)
+
+    # 4. Advantages: GAE from the critic's values; whitened over the batch's real tokens
+    advantages, returns = gae(rewards, values, response_mask, cfg.gamma, cfg.lam)   # (B, Tr) each
+    advantages = whiten(advantages, response_mask)
+
+    # 5. Update: epochs of minibatches, clipped surrogate for the policy, clipped value loss for the critic
+    policy.train()
+    critic.train()
+    stats = {"pg_loss": [], "vf_loss": [], "clipfrac": [], "approx_kl": [], "entropy": [], "vclipfrac": []}
+    stop = False
+    for epoch in range(cfg.ppo_epochs):
+        order = torch.randperm(cfg.batch_size, generator=torch.Generator().manual_seed(cfg.seed + it * 100 + epoch))
+        for start in range(0, cfg.batch_size, cfg.minibatch_size):
+            mb = order[start:start + cfg.minibatch_size].to(device)
+            with autocast(device, cfg.dtype):
+                new_logprobs, logits = response_logprobs(policy, tokens[mb], mask[mb], Tp, cfg.temperature)
+                new_values = critic(tokens[mb], mask[mb])[:, Tp - 1:-1].float()
+            pg_loss, pg_stats = ppo_policy_loss(new_logprobs, logprobs[mb], advantages[mb], response_mask[mb],
+                                                cfg.clip_eps)
+            vf_loss, vf_stats = ppo_value_loss(new_values, values[mb], returns[mb], response_mask[mb], cfg.vf_clip)
+            policy_opt.zero_grad(set_to_none=True)
+            critic_opt.zero_grad(set_to_none=True)
+            (pg_loss + vf_loss).backward()     # separate networks: each loss reaches only its own
+            torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.grad_clip)
+            torch.nn.utils.clip_grad_norm_(critic.parameters(), cfg.grad_clip)
+            policy_opt.step()
+            critic_opt.step()
+            with torch.no_grad():
+                entropy = masked_mean(entropy_from_logits(logits), response_mask[mb]).item()
+            for k, v in [("pg_loss", pg_loss.item()), ("vf_loss", vf_loss.item()), ("entropy", entropy),
+                         ("clipfrac", pg_stats["clipfrac"]), ("approx_kl", pg_stats["approx_kl"]),
+                         ("vclipfrac", vf_stats["vclipfrac"])]:
+                stats[k].append(v)
+            if cfg.target_kl and pg_stats["approx_kl"] > 1.5 * cfg.target_kl:
+                stop = True
+                break
+        if stop:
+            break
+
+    # 6. Log
+    mean_kl = (kl * response_mask).sum(1).mean().item()    # per-response KL of this batch
+    kl_ctl.update(mean_kl, cfg.batch_size)
+    golds = [world.gold(p, tok.decode_response(r[m].tolist()), f)
+             for p, r, m, f in zip(batch, responses.cpu(), response_mask.cpu(), finished.tolist())]
+    record = {"iter": it + 1, "proxy": score.mean().item(), "gold": float(np.mean(golds)), "kl": mean_kl,
+              "beta": kl_ctl.beta, "length_tokens": response_mask.sum(1).float().mean().item(),
+              "eos_rate": finished.float().mean().item(),
+              "explained_variance": explained_variance(values, returns, response_mask),
+              "epochs_done": epoch + 1, "seconds": time.time() - t_iter,
+              **{k: float(np.mean(v)) for k, v in stats.items()}}
+    if (it + 1) % cfg.eval_interval == 0 or it + 1 == cfg.n_iters:
+        summary, rows = run_eval(it + 1)
+        record["eval"] = {k: summary[k] for k in ("proxy", "gold", "kl", "length", "format", "eos_rate")}
+        record["eval"]["sycophancy"] = summary["per_family"].get("claim", {}).get("sycophancy_rate")
+        if (it + 1) % cfg.sample_interval == 0 or it + 1 == cfg.n_iters:
+            sample_table(rows)
+    log.log(**record)
+    pbar.set_postfix(proxy=f"{record['proxy']:+.2f}", gold=f"{record['gold']:+.2f}", kl=f"{mean_kl:.2f}")
+
+train_time = time.time() - t_start
+ckpt = {"kind": "ppo", "model_config": asdict(policy.cfg), "state_dict": policy.state_dict(),
+        "critic_state_dict": critic.state_dict(), "policy_opt": policy_opt.state_dict(),
+        "critic_opt": critic_opt.state_dict(), "beta": kl_ctl.beta, "config": asdict(cfg), "step": cfg.n_iters,
+        "tokenizer": tokenizer_info(tok), "sft_config": sft_ckpt["config"]}
+save_checkpoint(os.path.join(cfg.out_dir, "ckpt.pt"), ckpt)
+print(f"saved {cfg.out_dir}/ckpt.pt after {train_time:.0f}s")
+
+# ----------------------------------------------------------------------------------------------------
+# Final evaluation on held-out TEST prompts: did the policy truly get better (gold), or only the proxy?
+
+test_prompts = world.make_split("test", cfg.n_test_prompts, seed=cfg.seed)
+texts = [p.text for p in test_prompts]
+g = lambda k: torch.Generator(device=device).manual_seed(cfg.seed + 1000 + k)
+sft_summary, sft_rows = evaluate_policy(ref, ref, rm, tok, test_prompts, cfg.max_response_tokens, cfg.temperature,
+                                        cfg.truncation_penalty, g(0), device, cfg.dtype)
+ppo_summary, ppo_rows = evaluate_policy(policy, ref, rm, tok, test_prompts, cfg.max_response_tokens, cfg.temperature,
+                                        cfg.truncation_penalty, g(1), device, cfg.dtype)
+ppo_summary["win_rate_vs_sft"] = gold_win_rate(test_prompts, [r["text"] for r in ppo_rows],
+                                               [r["finished"] for r in ppo_rows], [r["text"] for r in sft_rows],
+                                               [r["finished"] for r in sft_rows])
+report = {"n_test_prompts": len(test_prompts), "sft": sft_summary, "ppo": ppo_summary,
+          "train_seconds": round(train_time, 1)}
+if cfg.best_of:
+    bo_texts, bo_fin, bo_tokens, bo_scores = best_of_n(ref, rm, tok, test_prompts, cfg.best_of,
+                                                       cfg.max_response_tokens, cfg.temperature,
+                                                       cfg.truncation_penalty, g(2), device, cfg.dtype)
+    n = cfg.best_of
+    bo = summarise(describe(test_prompts, bo_texts, bo_fin), bo_scores,
+                   torch.full((len(test_prompts),), float(np.log(n) - (n - 1) / n)))   # KL_bon = log n - (n-1)/n
+    bo["win_rate_vs_sft"] = gold_win_rate(test_prompts, bo_texts, bo_fin, [r["text"] for r in sft_rows],
+                                          [r["finished"] for r in sft_rows])
+    report[f"best_of_{n}"] = bo
+report["total_seconds"] = round(time.time() - t_start, 1)
+with open(os.path.join(cfg.out_dir, "eval.json"), "w") as f:
+    json.dump(report, f, indent=1)
+
+print(f"\nheld-out test prompts: {len(test_prompts)}")
+print(f"  {'policy':12s} {'win vs SFT':>10s} {'proxy':>7s} {'gold':>7s} {'KL':>6s} {'words':>6s} {'syco':>5s}")
+for name, s in [("SFT", sft_summary), ("PPO", ppo_summary)] + ([(f"best-of-{cfg.best_of}", report[f"best_of_{cfg.best_of}"])]
+                                                               if cfg.best_of else []):
+    win = s.get("win_rate_vs_sft", 0.5)
+    print(f"  {name:12s} {win:10.3f} {s['proxy']:+7.3f} {s['gold']:+7.3f} {s['kl']:6.2f} {s['length']:6.1f} "
+          f"{s['per_family'].get('claim', {}).get('sycophancy_rate', float('nan')):5.2f}")
+print(f"total time {report['total_seconds']:.0f}s")

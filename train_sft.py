@@ -1,0 +1,230 @@
+"""
+Stage 1 of 3: supervised fine-tuning (SFT).
+
+A small GPT is trained from scratch to imitate demonstrations: the simulated contractors' answers to
+the world's prompts. As real contractors' are, the demonstrations are of mixed quality (mostly good,
+some verbose, over-formatted, wrong or sycophantic), so the SFT policy samples a variety of answers:
+that variety is what the labelers rank in stage 2 and what PPO reshapes in stage 3.
+
+    python train_sft.py                      # default CPU config: ~2 minutes on 2 cores
+    python train_sft.py --max_iters=50       # any config field can be overridden with --key=value
+
+Reads  : data/world.tiktoken (the tokenizer; learned once with `python -m nanorm.tokenizer`)
+Writes : out/sft/ckpt.pt (weights, model config, settings, tokenizer fingerprint), out/sft/metrics.jsonl,
+         out/sft/eval.json (held-out samples: EOS rate, gold score per family)
+Lesson : lessons/02-sft.md
+"""
+
+import json
+import os
+import random
+import sys
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from nanorm import world
+from nanorm.checkpoint import MetricsLog, save_checkpoint, tokenizer_info
+from nanorm.config import autocast, get_device, parse_config, print_config, seed_everything
+from nanorm.data import pack_sequences, sample_responses
+from nanorm.model import GPT, GPTConfig
+from nanorm.sft import sft_loss, shift_for_next_token
+from nanorm.tokenizer import DEFAULT_RANKS, load_tokenizer
+
+
+@dataclass
+class SFTConfig:
+    out_dir: str = "out/sft"             # where the checkpoint, metrics and eval go
+    tokenizer: str = DEFAULT_RANKS       # ranks file, or "gpt2" for tiktoken's GPT-2 ranks (if cached)
+    # model
+    n_layer: int = 4                     # transformer blocks
+    n_head: int = 4                      # attention heads
+    n_embd: int = 128                    # d_model
+    block_size: int = 96                 # longest prompt + response, in tokens
+    dropout: float = 0.0                 # dropout probability
+    # data
+    n_train_prompts: int = 0             # 0 = every training prompt of the world
+    demos_per_prompt: int = 2            # demonstrations drawn per training prompt (contractors differ)
+    max_response_tokens: int = 48        # a response longer than this is cut, both in data and sampling
+    # optimisation
+    batch_size: int = 64                 # sequences per step
+    max_iters: int = 700                 # optimizer steps
+    lr: float = 2e-3                     # peak learning rate (AdamW)
+    min_lr: float = 2e-4                 # cosine decays to this
+    warmup_iters: int = 50               # linear warm-up steps
+    weight_decay: float = 0.1            # AdamW weight decay on matrices
+    grad_clip: float = 1.0               # clip the global gradient norm
+    # evaluation
+    eval_interval: int = 100             # steps between validation-loss evaluations
+    n_eval_prompts: int = 600            # held-out TEST prompts sampled at the end (>= 500)
+    temperature: float = 1.0             # sampling temperature of the evaluation samples
+    # system
+    device: str = "auto"                 # auto | cpu | cuda | mps
+    dtype: str = "float32"               # float32 | bfloat16 (autocast)
+    seed: int = 1337                     # same seed, same device: same numbers
+    threads: int = 0                     # torch CPU threads; 0 = torch's default
+
+    def check(self):
+        assert self.n_embd % self.n_head == 0, "n_embd must be divisible by n_head"
+        assert self.batch_size > 0 and self.max_iters >= 0 and self.demos_per_prompt > 0
+
+
+cfg = parse_config(SFTConfig, sys.argv[1:])
+print_config(cfg)
+device = get_device(cfg.device)
+print(f"device: {device}")
+if cfg.threads:
+    torch.set_num_threads(cfg.threads)
+seed_everything(cfg.seed)
+t_start = time.time()
+
+# ----------------------------------------------------------------------------------------------------
+# 1. Data: the world's training prompts, each with a few demonstrations of mixed quality
+
+tok = load_tokenizer(cfg.tokenizer)
+train_prompts = world.make_split("train", cfg.n_train_prompts or None, seed=cfg.seed)
+val_prompts = world.make_split("val", 300, seed=cfg.seed)
+rng = random.Random(cfg.seed)
+
+
+def make_examples(prompts):
+    """(prompt ids, response ids + EOS) pairs; over-long responses are cut to max_response_tokens."""
+    examples = []
+    for p in prompts:
+        for _ in range(cfg.demos_per_prompt):
+            response = tok.encode_response(world.demonstration(p, rng))
+            if len(response) > cfg.max_response_tokens:
+                response = response[:cfg.max_response_tokens]   # cut: no EOS, as the sampler would do
+            examples.append((tok.encode_prompt(p.text), response))
+    return examples
+
+
+train_examples = make_examples(train_prompts)
+val_examples = make_examples(val_prompts)
+longest = max(len(p) + len(r) for p, r in train_examples + val_examples)
+assert longest <= cfg.block_size, f"an example has {longest} tokens > block_size={cfg.block_size}"
+n_resp_tokens = sum(len(r) for _, r in train_examples)
+print(f"data: {len(train_prompts)} train prompts, {len(train_examples)} demonstrations, "
+      f"{n_resp_tokens} response tokens; {len(val_examples)} val demonstrations; vocab {tok.vocab_size}")
+
+
+def get_batch(examples, batch_size, gen):
+    idx = torch.randint(len(examples), (batch_size,), generator=gen).tolist()
+    prompts, responses = zip(*[examples[i] for i in idx])
+    tokens, _, response_mask = pack_sequences(prompts, responses, tok.pad_id, device)
+    return shift_for_next_token(tokens, response_mask)   # inputs, targets, loss_mask
+
+
+# ----------------------------------------------------------------------------------------------------
+# 2. Model: a GPT trained from scratch (there is no pretrained model to start from here)
+
+model_cfg = GPTConfig(vocab_size=tok.vocab_size, block_size=cfg.block_size, n_layer=cfg.n_layer,
+                      n_head=cfg.n_head, n_embd=cfg.n_embd, dropout=cfg.dropout)
+model = GPT(model_cfg).to(device)
+print(f"model: {model.num_params() / 1e6:.2f}M parameters")
+decay = [p for p in model.parameters() if p.dim() >= 2]
+no_decay = [p for p in model.parameters() if p.dim() < 2]
+optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                               {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.95))
+
+
+def lr_at(step):
+    """Linear warm-up, then cosine decay from lr to min_lr."""
+    if step < cfg.warmup_iters:
+        return cfg.lr * (step + 1) / cfg.warmup_iters
+    progress = (step - cfg.warmup_iters) / max(1, cfg.max_iters - cfg.warmup_iters)
+    return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + np.cos(np.pi * min(1.0, progress)))
+
+
+@torch.no_grad()
+def val_loss():
+    """Response-token loss over the whole validation set."""
+    model.eval()
+    total, count = 0.0, 0
+    for start in range(0, len(val_examples), 256):
+        prompts, responses = zip(*val_examples[start:start + 256])
+        tokens, _, response_mask = pack_sequences(prompts, responses, tok.pad_id, device)
+        inputs, targets, loss_mask = shift_for_next_token(tokens, response_mask)
+        with autocast(device, cfg.dtype):
+            logits = model(inputs)
+        n = loss_mask.sum().item()
+        total += sft_loss(logits, targets, loss_mask).item() * n
+        count += n
+    model.train()
+    return total / count
+
+
+# ----------------------------------------------------------------------------------------------------
+# 3. Training loop: cross-entropy on response tokens only (nanorm/sft.py::sft_loss)
+
+os.makedirs(cfg.out_dir, exist_ok=True)
+log = MetricsLog(os.path.join(cfg.out_dir, "metrics.jsonl"))
+gen = torch.Generator().manual_seed(cfg.seed)
+model.train()
+pbar = tqdm(range(cfg.max_iters), desc="sft", dynamic_ncols=True)
+for step in pbar:
+    for group in optimizer.param_groups:
+        group["lr"] = lr_at(step)
+    inputs, targets, loss_mask = get_batch(train_examples, cfg.batch_size, gen)
+    with autocast(device, cfg.dtype):
+        logits = model(inputs)                   # right padding only: plain causal attention suffices
+    loss = sft_loss(logits, targets, loss_mask)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+    optimizer.step()
+    pbar.set_postfix(loss=f"{loss.item():.3f}")
+    record = {"step": step, "loss": loss.item(), "lr": lr_at(step), "grad_norm": grad_norm.item()}
+    if (step + 1) % cfg.eval_interval == 0 or step + 1 == cfg.max_iters:
+        record["val_loss"] = val_loss()
+        tqdm.write(f"step {step + 1:5d} | train loss {loss.item():.4f} | val loss {record['val_loss']:.4f}")
+    log.log(**record)
+train_time = time.time() - t_start
+
+# ----------------------------------------------------------------------------------------------------
+# 4. Save: the next stages load this by name (out/sft/ckpt.pt)
+
+ckpt = {"kind": "sft", "model_config": asdict(model_cfg), "state_dict": model.state_dict(),
+        "config": asdict(cfg), "step": cfg.max_iters, "tokenizer": tokenizer_info(tok)}
+save_checkpoint(os.path.join(cfg.out_dir, "ckpt.pt"), ckpt)
+print(f"saved {cfg.out_dir}/ckpt.pt after {train_time:.0f}s")
+
+# ----------------------------------------------------------------------------------------------------
+# 5. Evaluate on held-out TEST prompts: does it stop (EOS), how good is it (gold), does it vary?
+
+test_prompts = world.make_split("test", cfg.n_eval_prompts, seed=cfg.seed)
+gen_eval = torch.Generator(device=device).manual_seed(cfg.seed + 1)
+texts, finished, _ = sample_responses(model, tok, [p.text for p in test_prompts], cfg.max_response_tokens,
+                                      temperature=cfg.temperature, generator=gen_eval, device=device,
+                                      dtype=cfg.dtype)
+golds = [world.gold(p, t, f) for p, t, f in zip(test_prompts, texts, finished)]
+# variety: sample each of the first 50 prompts 4 more times and count distinct answers
+few = test_prompts[:50]
+repeats = [sample_responses(model, tok, [p.text for p in few], cfg.max_response_tokens, temperature=cfg.temperature,
+                            generator=gen_eval, device=device, dtype=cfg.dtype)[0] for _ in range(4)]
+distinct = np.mean([len({texts[i], *(r[i] for r in repeats)}) for i in range(len(few))])
+per_family = {}
+for fam in world.FAMILIES:
+    g = [x for p, x in zip(test_prompts, golds) if p.family == fam]
+    per_family[fam] = {"n": len(g), "gold_mean": float(np.mean(g)), "gold_std": float(np.std(g))}
+report = {"n_test_prompts": len(test_prompts), "eos_rate": float(np.mean(finished)),
+          "gold_mean": float(np.mean(golds)), "gold_std": float(np.std(golds)), "per_family": per_family,
+          "distinct_of_5_samples": float(distinct), "val_loss": record.get("val_loss"),
+          "train_seconds": round(train_time, 1),
+          "samples": [{"prompt": p.text, "response": t, "finished": f, "gold": round(g, 3)}
+                      for p, t, f, g in list(zip(test_prompts, texts, finished, golds))[:20]]}
+with open(os.path.join(cfg.out_dir, "eval.json"), "w") as f:
+    json.dump(report, f, indent=1)
+
+print("\nsample responses (held-out test prompts):")
+for s in report["samples"][:8]:
+    print(f"  gold {s['gold']:+.2f} {'' if s['finished'] else '[TRUNCATED] '}| {s['prompt']}  ->  {s['response']!r}")
+print(f"\nEOS within {cfg.max_response_tokens} tokens: {report['eos_rate']:.1%} of {len(test_prompts)} test prompts")
+print(f"gold score: mean {report['gold_mean']:+.3f}, std {report['gold_std']:.3f}")
+for fam, s in per_family.items():
+    print(f"  {fam:10s} n={s['n']:4d}  gold {s['gold_mean']:+.3f} ± {s['gold_std']:.3f}")
+print(f"distinct responses among 5 samples of the same prompt: {distinct:.2f} (mean over 50 prompts)")
+print(f"total time {time.time() - t_start:.0f}s")
