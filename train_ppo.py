@@ -308,3 +308,4 @@ for name, s in [("SFT", sft_summary), ("PPO", ppo_summary)] + ([(f"best-of-{cfg.
     print(f"  {name:12s} {win:10.3f} {s['proxy']:+7.3f} {s['gold']:+7.3f} {s['kl']:6.2f} {s['length']:6.1f} "
           f"{s['per_family'].get('claim', {}).get('sycophancy_rate', float('nan')):5.2f}")
 print(f"total time {report['total_seconds']:.0f}s")
+if device.type == "cuda": print(f"peak GPU memory: {torch.cuda.max_memory_allocated() / 2**20:.0f} MiB")

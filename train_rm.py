@@ -12,7 +12,7 @@ Bradley-Terry pairwise loss (InstructGPT eq. 1), all C(K,2) pairs of a prompt in
     python train_rm.py --data=FILE.jsonl --sft_ckpt=out/sft_hh/ckpt.pt --tokenizer=data/hh.tiktoken   # real data
 
 Reads  : out/sft/ckpt.pt
-Writes : out/rm/comparisons.jsonl (the collected rankings), out/rm/ckpt.pt (weights + reward normalisation),
+Writes : out/rm/comparisons.jsonl (the collected rankings), out/rm/eval_comparisons.jsonl (held-out), out/rm/ckpt.pt (weights + reward normalisation),
          out/rm/metrics.jsonl, out/rm/eval.json
 Lessons: lessons/03-reward-model.md, lessons/04-evaluating-a-reward-model.md
 """
@@ -47,7 +47,7 @@ class RMConfig:
     tokenizer: str = DEFAULT_RANKS       # must be the tokenizer the SFT model was trained with
     init: str = "sft"                    # sft: copy the SFT trunk (the document's choice) | random: from scratch
     data: str = ""                       # empty: collect comparisons in the world; else a JSONL of comparisons
-    n_prompts: int = 1500                # training prompts (world) or records (file) to use; 0 = all
+    n_prompts: int = 0                   # training prompts (world) or records (file) to use; 0 = all
     # data collection (world only)
     k_min: int = 4                       # each prompt gets K ~ U{k_min..k_max} SFT samples (InstructGPT: 4..9)
     k_max: int = 9
@@ -63,6 +63,7 @@ class RMConfig:
     # evaluation
     n_eval_prompts: int = 300            # held-out (validation-split) prompts, ranked by held-out labelers
     eval_frac: float = 0.1               # file data: fraction of records held out
+    max_response_chars: int = 1000       # file data: skip responses longer than this (0 = no limit; OASST: 5000)
     eval_interval: int = 50              # steps between held-out evaluations
     # system
     device: str = "auto"
@@ -124,13 +125,21 @@ def collect(prompts, labeler_for, rng):
 
 rng = random.Random(cfg.seed)
 if cfg.data:   # real (or previously collected) comparisons from a file
-    records, stats = load_comparisons(cfg.data)
+    records, stats = load_comparisons(cfg.data, max_response_chars=cfg.max_response_chars or None)
     print(f"loaded {cfg.data}: {json.dumps(stats)}")
     is_world = all("world_prompt" in r.meta for r in records)
     if is_world:   # a file this script collected: evaluate on freshly ranked validation prompts as usual
         train_records = records
     else:
         train_records, eval_records = split_holdout(records, cfg.eval_frac, seed=cfg.seed)
+        if not train_records or not eval_records:
+            raise SystemExit(f"error: {cfg.data}: {len(records)} usable comparisons, too few to hold some out")
+        # an SFT model trained on this same file must have held out the same records (train_sft.py --data)
+        sft_cfg = sft_ckpt["config"]
+        if os.path.basename(sft_cfg.get("data") or "") == os.path.basename(cfg.data) and any(
+                sft_cfg.get(k) != getattr(cfg, k) for k in ("eval_frac", "seed", "max_response_chars")):
+            print(f"warning: {cfg.sft_ckpt} split {sft_cfg['data']} with other --eval_frac/--seed/"
+                  f"--max_response_chars: the SFT model may have trained on held-out records", file=sys.stderr)
     if cfg.n_prompts:
         train_records = train_records[:cfg.n_prompts]
 else:
@@ -144,6 +153,7 @@ if is_world:
     # held-out: validation prompts, ranked by labeler A (the labels) and labeler B (for agreement)
     eval_prompts = world.make_split("val", cfg.n_eval_prompts, seed=cfg.seed)
     eval_records = collect(eval_prompts, lambda r: heldout_a, random.Random(cfg.seed + 1))
+write_comparisons(os.path.join(cfg.out_dir, "eval_comparisons.jsonl"), eval_records)   # DPO is judged on these too
 n_pairs = sum(math.comb(len(r.responses), 2) for r in train_records)
 print(f"training data: {len(train_records)} prompts, {n_pairs} comparisons "
       f"({n_pairs / max(1, len(train_records)):.1f} per prompt); held-out: {len(eval_records)} prompts")
@@ -301,6 +311,10 @@ if is_world:
         "reward_length_corr": float(np.corrcoef(rewards_flat, lengths)[0, 1]),
         "reward_length_corr_correct_only": float(np.corrcoef(rewards_flat[correct], lengths[correct])[0, 1]),
     })
+else:   # real data: no gold and no second labeler; the baseline to beat is "the longer response wins"
+    n_chars = torch.tensor([float(len(t)) for rec in eval_records for t in rec.responses])   # (M,) characters
+    report["length_baseline_accuracy"] = pairwise_accuracy(n_chars[idx_w], n_chars[idx_l])   # ties count half
+    report["reward_length_corr"] = float(np.corrcoef(r_eval.numpy(), n_chars.numpy())[0, 1])
 report["train_seconds"] = round(train_time, 1)
 report["total_seconds"] = round(time.time() - t_start, 1)
 with open(os.path.join(cfg.out_dir, "eval.json"), "w") as f:
@@ -317,5 +331,10 @@ if is_world:
         print(f"    {fam:10s} {acc:.3f}")
     print(f"  corr(reward, length in words)           {report['reward_length_corr']:+.3f} "
           f"(correct answers only: {report['reward_length_corr_correct_only']:+.3f})")
+else:
+    print(f"  baseline: the longer response wins      {report['length_baseline_accuracy']:.3f} (chance: 0.500)")
+    print(f"  corr(reward, length in characters)      {report['reward_length_corr']:+.3f}")
+    print(f"  (real data: no gold, no second labeler, no Bayes ceiling: the labels are the file's)")
 print(f"  calibration error (ECE)                 {report['ece']:.3f}")
 print(f"total time {report['total_seconds']:.0f}s")
+if device.type == "cuda": print(f"peak GPU memory: {torch.cuda.max_memory_allocated() / 2**20:.0f} MiB")

@@ -8,10 +8,12 @@ that variety is what the labelers rank in stage 2 and what PPO reshapes in stage
 
     python train_sft.py                      # default CPU config: ~2 minutes on 2 cores
     python train_sft.py --max_iters=50       # any config field can be overridden with --key=value
+    python train_sft.py --data=FILE.jsonl --tokenizer=data/hh.tiktoken --block_size=256 \
+        --max_response_tokens=96 --out_dir=out/sft_hh     # real preference data: imitate the best responses
 
 Reads  : data/world.tiktoken (the tokenizer; learned once with `python -m nanorm.tokenizer`)
 Writes : out/sft/ckpt.pt (weights, model config, settings, tokenizer fingerprint), out/sft/metrics.jsonl,
-         out/sft/eval.json (held-out samples: EOS rate, gold score per family)
+         out/sft/eval.json (held-out samples: EOS rate, gold score per family; no gold for real data)
 Lesson : lessons/02-sft.md
 """
 
@@ -29,8 +31,9 @@ from tqdm import tqdm
 from nanorm import world
 from nanorm.checkpoint import MetricsLog, save_checkpoint, tokenizer_info
 from nanorm.config import autocast, get_device, parse_config, print_config, seed_everything
-from nanorm.data import pack_sequences, sample_responses
+from nanorm.data import fit_examples, pack_sequences, sample_responses
 from nanorm.model import GPT, GPTConfig
+from nanorm.prefdata import load_comparisons, sft_examples, split_holdout
 from nanorm.sft import sft_loss, shift_for_next_token
 from nanorm.tokenizer import DEFAULT_RANKS, load_tokenizer
 
@@ -39,6 +42,7 @@ from nanorm.tokenizer import DEFAULT_RANKS, load_tokenizer
 class SFTConfig:
     out_dir: str = "out/sft"             # where the checkpoint, metrics and eval go
     tokenizer: str = DEFAULT_RANKS       # ranks file, or "gpt2" for tiktoken's GPT-2 ranks (if cached)
+    data: str = ""                       # empty: the world's demonstrations; else a JSONL of comparisons
     # model
     n_layer: int = 4                     # transformer blocks
     n_head: int = 4                      # attention heads
@@ -46,9 +50,11 @@ class SFTConfig:
     block_size: int = 96                 # longest prompt + response, in tokens
     dropout: float = 0.0                 # dropout probability
     # data
-    n_train_prompts: int = 0             # 0 = every training prompt of the world
-    demos_per_prompt: int = 2            # demonstrations drawn per training prompt (contractors differ)
+    n_train_prompts: int = 0             # 0 = every training prompt of the world (or record of --data)
+    demos_per_prompt: int = 8            # demonstrations drawn per training prompt (contractors differ; fewer overfits)
     max_response_tokens: int = 48        # a response longer than this is cut, both in data and sampling
+    eval_frac: float = 0.1               # --data: fraction of records held out (train_rm.py must use the same)
+    max_response_chars: int = 1000       # --data: skip responses longer than this (0 = no limit), as train_rm.py
     # optimisation
     batch_size: int = 64                 # sequences per step
     max_iters: int = 700                 # optimizer steps
@@ -59,7 +65,7 @@ class SFTConfig:
     grad_clip: float = 1.0               # clip the global gradient norm
     # evaluation
     eval_interval: int = 100             # steps between validation-loss evaluations
-    n_eval_prompts: int = 600            # held-out TEST prompts sampled at the end (>= 500)
+    n_eval_prompts: int = 500            # held-out TEST prompts (--data: held-out records) sampled at the end
     temperature: float = 1.0             # sampling temperature of the evaluation samples
     # system
     device: str = "auto"                 # auto | cpu | cuda | mps
@@ -70,6 +76,7 @@ class SFTConfig:
     def check(self):
         assert self.n_embd % self.n_head == 0, "n_embd must be divisible by n_head"
         assert self.batch_size > 0 and self.max_iters >= 0 and self.demos_per_prompt > 0
+        assert self.max_response_tokens < self.block_size, "max_response_tokens must leave room for a prompt"
 
 
 cfg = parse_config(SFTConfig, sys.argv[1:])
@@ -83,10 +90,9 @@ t_start = time.time()
 
 # ----------------------------------------------------------------------------------------------------
 # 1. Data: the world's training prompts, each with a few demonstrations of mixed quality
+#    (--data: real comparisons, each giving its prompt and its best-ranked response)
 
 tok = load_tokenizer(cfg.tokenizer)
-train_prompts = world.make_split("train", cfg.n_train_prompts or None, seed=cfg.seed)
-val_prompts = world.make_split("val", 300, seed=cfg.seed)
 rng = random.Random(cfg.seed)
 
 
@@ -102,13 +108,28 @@ def make_examples(prompts):
     return examples
 
 
-train_examples = make_examples(train_prompts)
-val_examples = make_examples(val_prompts)
+if cfg.data:   # real preference data: the "demonstration" is each record's best-ranked response
+    records, _ = load_comparisons(cfg.data, max_response_chars=cfg.max_response_chars or None)
+    train_records, val_records = split_holdout(records, cfg.eval_frac, seed=cfg.seed)   # as train_rm.py splits
+    train_records = train_records[:cfg.n_train_prompts or None]
+    # long dialogues keep their last turns: prompt cut on the left, response cut to max_response_tokens
+    train_examples = fit_examples(tok, sft_examples(train_records), cfg.block_size, cfg.max_response_tokens)
+    val_examples = fit_examples(tok, sft_examples(val_records), cfg.block_size, cfg.max_response_tokens)
+    eval_texts = [c.prompt for c in val_records[:cfg.n_eval_prompts]]   # held-out prompts, sampled at the end
+    n_full = sum(len(p) + len(r) == cfg.block_size for p, r in train_examples)   # their prompts were cut
+    n_cut = sum(r[-1] != tok.eos_id for _, r in train_examples)                  # no EOS: the answer goes on
+    print(f"loaded {cfg.data}: {len(train_records)} train / {len(val_records)} held-out records; "
+          f"{n_full} train examples fill the block (prompt cut on the left), {n_cut} responses cut (no EOS)")
+else:
+    train_examples = make_examples(world.make_split("train", cfg.n_train_prompts or None, seed=cfg.seed))
+    val_examples = make_examples(world.make_split("val", 300, seed=cfg.seed))
+    test_prompts = world.make_split("test", cfg.n_eval_prompts, seed=cfg.seed)   # sampled at the end
+    eval_texts = [p.text for p in test_prompts]
 longest = max(len(p) + len(r) for p, r in train_examples + val_examples)
 assert longest <= cfg.block_size, f"an example has {longest} tokens > block_size={cfg.block_size}"
 n_resp_tokens = sum(len(r) for _, r in train_examples)
-print(f"data: {len(train_prompts)} train prompts, {len(train_examples)} demonstrations, "
-      f"{n_resp_tokens} response tokens; {len(val_examples)} val demonstrations; vocab {tok.vocab_size}")
+print(f"data: {len(train_examples)} train examples, {n_resp_tokens} response tokens; "
+      f"{len(val_examples)} val examples; vocab {tok.vocab_size}")
 
 
 def get_batch(examples, batch_size, gen):
@@ -195,36 +216,45 @@ print(f"saved {cfg.out_dir}/ckpt.pt after {train_time:.0f}s")
 # ----------------------------------------------------------------------------------------------------
 # 5. Evaluate on held-out TEST prompts: does it stop (EOS), how good is it (gold), does it vary?
 
-test_prompts = world.make_split("test", cfg.n_eval_prompts, seed=cfg.seed)
 gen_eval = torch.Generator(device=device).manual_seed(cfg.seed + 1)
-texts, finished, _ = sample_responses(model, tok, [p.text for p in test_prompts], cfg.max_response_tokens,
-                                      temperature=cfg.temperature, generator=gen_eval, device=device,
-                                      dtype=cfg.dtype)
-golds = [world.gold(p, t, f) for p, t, f in zip(test_prompts, texts, finished)]
+max_prompt = cfg.block_size - cfg.max_response_tokens   # a longer (real) dialogue keeps its last tokens
+texts, finished, _ = sample_responses(model, tok, eval_texts, cfg.max_response_tokens, temperature=cfg.temperature,
+                                      generator=gen_eval, device=device, dtype=cfg.dtype, max_prompt_tokens=max_prompt)
 # variety: sample each of the first 50 prompts 4 more times and count distinct answers
-few = test_prompts[:50]
-repeats = [sample_responses(model, tok, [p.text for p in few], cfg.max_response_tokens, temperature=cfg.temperature,
-                            generator=gen_eval, device=device, dtype=cfg.dtype)[0] for _ in range(4)]
+few = eval_texts[:50]
+repeats = [sample_responses(model, tok, few, cfg.max_response_tokens, temperature=cfg.temperature, generator=gen_eval,
+                            device=device, dtype=cfg.dtype, max_prompt_tokens=max_prompt)[0] for _ in range(4)]
 distinct = np.mean([len({texts[i], *(r[i] for r in repeats)}) for i in range(len(few))])
-per_family = {}
-for fam in world.FAMILIES:
-    g = [x for p, x in zip(test_prompts, golds) if p.family == fam]
-    per_family[fam] = {"n": len(g), "gold_mean": float(np.mean(g)), "gold_std": float(np.std(g))}
-report = {"n_test_prompts": len(test_prompts), "eos_rate": float(np.mean(finished)),
-          "gold_mean": float(np.mean(golds)), "gold_std": float(np.std(golds)), "per_family": per_family,
+report = {"n_test_prompts": len(eval_texts), "eos_rate": float(np.mean(finished)),
           "distinct_of_5_samples": float(distinct), "val_loss": record.get("val_loss"),
-          "train_seconds": round(train_time, 1),
-          "samples": [{"prompt": p.text, "response": t, "finished": f, "gold": round(g, 3)}
-                      for p, t, f, g in list(zip(test_prompts, texts, finished, golds))[:20]]}
+          "train_seconds": round(train_time, 1)}
+if cfg.data:   # real data has no gold utility: report what can be measured (EOS, variety) and the samples
+    golds = [None] * len(texts)
+    report.update({"data": cfg.data, "gold": None, "per_family": None})
+else:
+    golds = [world.gold(p, t, f) for p, t, f in zip(test_prompts, texts, finished)]
+    per_family = {}
+    for fam in world.FAMILIES:
+        g = [x for p, x in zip(test_prompts, golds) if p.family == fam]
+        per_family[fam] = {"n": len(g), "gold_mean": float(np.mean(g)), "gold_std": float(np.std(g))}
+    report.update({"gold_mean": float(np.mean(golds)), "gold_std": float(np.std(golds)), "per_family": per_family})
+report["samples"] = [{"prompt": p, "response": t, "finished": f, **({} if g is None else {"gold": round(g, 3)})}
+                     for p, t, f, g in list(zip(eval_texts, texts, finished, golds))[:20]]
 with open(os.path.join(cfg.out_dir, "eval.json"), "w") as f:
     json.dump(report, f, indent=1)
 
 print("\nsample responses (held-out test prompts):")
 for s in report["samples"][:8]:
-    print(f"  gold {s['gold']:+.2f} {'' if s['finished'] else '[TRUNCATED] '}| {s['prompt']}  ->  {s['response']!r}")
-print(f"\nEOS within {cfg.max_response_tokens} tokens: {report['eos_rate']:.1%} of {len(test_prompts)} test prompts")
-print(f"gold score: mean {report['gold_mean']:+.3f}, std {report['gold_std']:.3f}")
-for fam, s in per_family.items():
-    print(f"  {fam:10s} n={s['n']:4d}  gold {s['gold_mean']:+.3f} ± {s['gold_std']:.3f}")
-print(f"distinct responses among 5 samples of the same prompt: {distinct:.2f} (mean over 50 prompts)")
+    prompt = s["prompt"] if len(s["prompt"]) <= 100 and "\n" not in s["prompt"] else repr("..." + s["prompt"][-97:])
+    score = f"gold {s['gold']:+.2f} " if "gold" in s else ""   # real data: no gold column
+    print(f"  {score}{'' if s['finished'] else '[TRUNCATED] '}| {prompt}  ->  {s['response']!r}")
+print(f"\nEOS within {cfg.max_response_tokens} tokens: {report['eos_rate']:.1%} of {len(eval_texts)} test prompts")
+if cfg.data:
+    print(f"gold score: none ({cfg.data} is real data: no gold utility, so no gold or per-family scores)")
+else:
+    print(f"gold score: mean {report['gold_mean']:+.3f}, std {report['gold_std']:.3f}")
+    for fam, s in per_family.items():
+        print(f"  {fam:10s} n={s['n']:4d}  gold {s['gold_mean']:+.3f} ± {s['gold_std']:.3f}")
+print(f"distinct responses among 5 samples of the same prompt: {distinct:.2f} (mean over {len(few)} prompts)")
 print(f"total time {time.time() - t_start:.0f}s")
+if device.type == "cuda": print(f"peak GPU memory: {torch.cuda.max_memory_allocated() / 2**20:.0f} MiB")

@@ -7,6 +7,9 @@ Two layouts, both with a boolean `mask` (True on real tokens):
   sampling  : [pad ...][prompt tokens][response tokens, EOS][pad]  prompts left-padded (GPT.generate)
 
 Position ids come from the mask (see nanorm/model.py), so both layouts give the same numbers.
+
+Real dialogues can be longer than the model's block: `fit_to_block` keeps a response's first tokens
+and the prompt's LAST tokens (the latest turns and the template's final "Assistant:").
 """
 
 import torch
@@ -34,18 +37,40 @@ def pack_sequences(prompts, responses, pad_id, device="cpu"):
     return tokens.to(device), mask.to(device), response_mask.to(device)
 
 
+def fit_to_block(prompt, response, block_size, max_response_tokens):
+    """Token lists (prompt, response + EOS) -> the same pair cut to fit in block_size tokens.
+
+    The response keeps its first max_response_tokens tokens (a cut response loses its EOS, exactly as a
+    sample that hits the limit does); the prompt is then cut on the LEFT to the room that is left.
+    """
+    response = response[:max_response_tokens]
+    room = block_size - len(response)
+    if room < 1:
+        raise ValueError(f"block_size={block_size} leaves no room for a prompt beside "
+                         f"max_response_tokens={max_response_tokens}")
+    return prompt[max(0, len(prompt) - room):], response
+
+
+def fit_examples(tok, pairs, block_size, max_response_tokens):
+    """(prompt text, response text) pairs -> (prompt ids, response ids + EOS) pairs that fit in block_size."""
+    return [fit_to_block(tok.encode_prompt(p), tok.encode_response(r), block_size, max_response_tokens)
+            for p, r in pairs]
+
+
 @torch.no_grad()
 def sample_responses(model, tok, prompt_texts, max_new_tokens, temperature=1.0, top_k=None,
-                     batch_size=256, generator=None, device="cpu", dtype="float32"):
+                     batch_size=256, generator=None, device="cpu", dtype="float32", max_prompt_tokens=None):
     """Sample one response per prompt. Returns (texts, finished, token lists, EOS included when finished).
 
     finished[i] is False when the response hit max_new_tokens without producing EOS (truncated): the
     gold score and the PPO reward both treat that case specially, so it is never silently dropped.
+    max_prompt_tokens: keep only the last this-many tokens of a longer prompt (None: prompts are not cut).
     """
     model.eval()
     texts, finished, token_lists = [], [], []
+    keep = slice(-max_prompt_tokens, None) if max_prompt_tokens else slice(None)
     for start in range(0, len(prompt_texts), batch_size):
-        chunk = [tok.encode_prompt(t) for t in prompt_texts[start:start + batch_size]]
+        chunk = [tok.encode_prompt(t)[keep] for t in prompt_texts[start:start + batch_size]]
         with autocast(torch.device(device) if isinstance(device, str) else device, dtype):
             out, done = model.generate(chunk, max_new_tokens, tok.eos_id, tok.pad_id, temperature=temperature,
                                        top_k=top_k, generator=generator)

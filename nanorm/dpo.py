@@ -12,6 +12,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from nanorm.data import pack_sequences
+from nanorm.reward import kwise_pairs
+
 
 def sequence_logprobs(logits: Tensor, tokens: Tensor, mask: Tensor) -> Tensor:
     """log pi(y | x) = sum over response tokens of log pi(y_t | x, y_<t).
@@ -21,7 +24,7 @@ def sequence_logprobs(logits: Tensor, tokens: Tensor, mask: Tensor) -> Tensor:
     Returns (B,). Token ids under mask=False are never read, so they may be anything (e.g. -100).
     """
     tokens = tokens.masked_fill(~mask, 0)  # (B, T) make ignored ids safe to gather
-    # BEGIN SOLUTION
+    # BEGIN SOLUTION lesson 8, exercise 2: sequence log-probabilities
     logp = F.log_softmax(logits.float(), dim=-1)  # (B, T, V) log pi(. | context)
     token_logp = logp.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)  # (B, T) log pi(y_t | x, y_<t)
     seq_logp = torch.where(mask, token_logp, torch.zeros_like(token_logp)).sum(-1)  # (B,) sum over response
@@ -42,7 +45,7 @@ def dpo_loss(pi_logp_w: Tensor, pi_logp_l: Tensor, ref_logp_w: Tensor, ref_logp_
       reward_margin                      mean of r_hat(x, y_w) - r_hat(x, y_l)
       reward_accuracy                    fraction of pairs with r_hat(x, y_w) > r_hat(x, y_l) (strict; 0 at init)
     """
-    # BEGIN SOLUTION
+    # BEGIN SOLUTION lesson 8, exercise 1: the DPO loss
     r_chosen = beta * (pi_logp_w - ref_logp_w)  # (N,) implicit reward of y_w, Rafailov et al. 2023 eq. 5
     r_rejected = beta * (pi_logp_l - ref_logp_l)  # (N,) implicit reward of y_l
     loss = -F.logsigmoid(r_chosen - r_rejected).mean()  # Rafailov et al. 2023 eq. 7
@@ -55,3 +58,92 @@ def dpo_loss(pi_logp_w: Tensor, pi_logp_l: Tensor, ref_logp_w: Tensor, ref_logp_
             "reward_accuracy": (r_chosen > r_rejected).float().mean().item(),
         }
     return loss, stats
+
+
+# -----------------------------------------------------------------------------
+# K-wise batches for DPO (train_dpo.py): the reward model's layout, with log-probs instead of scores
+#
+# A batch of prompts, prompt i with K_i ranked responses, is laid out flat, as in nanorm/reward.py:
+# M = sum_i K_i sequences [prompt][response][pad], prompt 0's responses first. Each sequence is forwarded
+# ONCE through the policy (and once, up front, through the reference); the C(K_i,2) pairs of prompt i
+# then index into the (M,) vector of sequence log-probs with reward.py::kwise_pairs.
+
+
+def encode_comparison(tok, comparison, max_response_tokens, block_size):
+    """One ranked comparison -> (prompt ids, [response ids, ...], ranking).
+
+    A response the sampler finished ends with EOS (stopping was the policy's choice, so it is trained on
+    it); one marked unfinished in meta["finished"] (it hit the length limit) gets no EOS. A response is
+    cut to max_response_tokens (losing its EOS, as the sampler would), and the prompt is cut on the LEFT
+    so that prompt + response fits in block_size.
+    """
+    finished = comparison.meta.get("finished") or [True] * len(comparison.responses)
+    responses = []
+    for text, done in zip(comparison.responses, finished):
+        ids = tok.encode_response(text) if done else tok.encode(" " + text)   # EOS only if the sampler stopped
+        responses.append(ids[:max_response_tokens])
+    room = block_size - max(len(r) for r in responses)
+    assert room > 0, f"max_response_tokens={max_response_tokens} leaves no room for a prompt in block_size={block_size}"
+    prompt = tok.encode_prompt(comparison.prompt)[-room:]
+    return prompt, responses, list(comparison.ranking)
+
+
+def pack_kwise(examples, pad_id, device="cpu"):
+    """examples: [(prompt ids, [response ids, ...], ranking), ...] -> the flat K-wise batch.
+
+    Returns tokens (M, T), response_mask (M, T) (True on response tokens, EOS included; prompt and
+    padding False), and idx_w, idx_l, group (P,) from reward.py::kwise_pairs.
+    """
+    prompts = [p for p, responses, _ in examples for _ in responses]    # prompt i repeated K_i times
+    responses = [r for _, responses, _ in examples for r in responses]
+    tokens, _, response_mask = pack_sequences(prompts, responses, pad_id, device)   # right-padded
+    idx_w, idx_l, group = kwise_pairs([ranking for _, _, ranking in examples])
+    return tokens, response_mask, idx_w.to(device), idx_l.to(device), group.to(device)
+
+
+def batch_logprobs(model, tokens, response_mask):
+    """(M,) log pi(y | x) of each sequence of a right-padded batch, summed over its response tokens.
+
+    Position t predicts token t+1, so the logits of positions 0..T-2 score tokens 1..T-1. Right padding
+    comes after every real token, so plain causal attention gives the unpadded numbers (as in SFT).
+    """
+    logits = model(tokens[:, :-1])                                          # (M, T-1, V)
+    return sequence_logprobs(logits, tokens[:, 1:], response_mask[:, 1:])  # (M,)
+
+
+@torch.no_grad()
+def reference_logprobs(ref, examples, pad_id, device="cpu", batch_prompts=32):
+    """log pi_ref(y | x) of every response, once for the whole dataset (the reference is frozen).
+
+    Returns a list with one (K_i,) tensor per example, on the CPU.
+    """
+    ref.eval()
+    out = []
+    for start in range(0, len(examples), batch_prompts):
+        chunk = examples[start:start + batch_prompts]
+        tokens, response_mask, *_ = pack_kwise(chunk, pad_id, device)
+        logp = batch_logprobs(ref, tokens, response_mask).float().cpu()    # (M,)
+        out.extend(logp.split([len(responses) for _, responses, _ in chunk]))
+    return out
+
+
+def kwise_dpo_loss(pi_logp, ref_logp, idx_w, idx_l, group, beta):
+    """The DPO loss over a K-wise batch, weighted as the reward model's loss (reward.py::bradley_terry_loss):
+
+        loss = mean over prompts of  1/C(K,2) * sum over that prompt's pairs of  -log sigma(r_hat_w - r_hat_l)
+
+    so a prompt with K=9 (36 pairs) counts as much as one with K=4 (6 pairs) and no single ranking
+    dominates a batch (InstructGPT sec. 3.5). dpo_loss already averages over the pairs it is given, so
+    it is called once per prompt and the results are averaged. The stats are weighted the same way.
+
+    pi_logp: (M,) policy log-probs (with grad); ref_logp: (M,) reference log-probs; idx_w, idx_l, group: (P,).
+    """
+    prompts = torch.unique(group)
+    losses, stats = [], {}
+    for g in prompts:
+        w, l = idx_w[group == g], idx_l[group == g]       # the C(K,2) pairs of prompt g
+        loss_g, stats_g = dpo_loss(pi_logp[w], pi_logp[l], ref_logp[w], ref_logp[l], beta)  # 1/C(K,2) sum, eq. 7
+        losses.append(loss_g)
+        for k, v in stats_g.items():
+            stats[k] = stats.get(k, 0.0) + v / len(prompts)
+    return torch.stack(losses).mean(), stats          # mean over prompts, as InstructGPT eq. 1

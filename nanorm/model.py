@@ -74,7 +74,7 @@ class CausalSelfAttention(nn.Module):
                 k = torch.cat([cache.k[layer], k], dim=2)
                 v = torch.cat([cache.v[layer], v], dim=2)
             cache.k[layer], cache.v[layer] = k, v
-        # BEGIN SOLUTION
+        # BEGIN SOLUTION lesson 1, exercise 1: causal self-attention over the real keys
         # softmax(q k^T / sqrt(head_dim) + mask) v   (Vaswani et al. 2017, eq. 1); masked entries get -inf
         if attn_mask is None:   # no padding, no cache: plain causal attention (fast path)
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True,
@@ -250,7 +250,7 @@ class ScalarHeadModel(nn.Module):
         self.cfg = cfg
         self.trunk = Trunk(cfg)
         self.trunk.apply(_init_weights)        # the same init as a fresh GPT (used by --init=random)
-        # BEGIN SOLUTION
+        # BEGIN SOLUTION lesson 3, exercise 1: the scalar head, d_model -> 1
         self.head = nn.Linear(cfg.n_embd, 1)   # the scalar head: d_model -> 1
         # small init, so the first rewards are near 0 and the loss starts near log 2
         nn.init.normal_(self.head.weight, std=1.0 / math.sqrt(cfg.n_embd + 1))
@@ -271,7 +271,7 @@ class ScalarHeadModel(nn.Module):
     def score(self, idx, mask):
         """(B, T) -> (B,): the scalar at each row's final real token (right padding after it is ignored)."""
         values = self(idx, mask)                                           # (B, T)
-        # BEGIN SOLUTION
+        # BEGIN SOLUTION lesson 3, exercise 2: read the reward at each row's last real token
         last = mask.shape[1] - 1 - mask.flip(1).long().argmax(dim=1)       # index of the last True per row
         return values.gather(1, last[:, None]).squeeze(1)                  # (B,)
         # END SOLUTION

@@ -45,7 +45,7 @@ def whiten(x: Tensor, mask: Tensor, shift_mean: bool = True) -> Tensor:
     the mean is added back: only the scale changes.
     """
     mean, var = masked_mean(x, mask), masked_var(x, mask)
-    # BEGIN SOLUTION
+    # BEGIN SOLUTION lesson 5, exercise 5: whitening over real tokens
     whitened = (x - mean) * torch.rsqrt(var + 1e-8)  # (B, T) (x - mu) / sigma
     # END SOLUTION
     if not shift_mean:
@@ -58,10 +58,8 @@ def entropy_from_logits(logits: Tensor) -> Tensor:
 
     H = - sum_v p_v log p_v. Expects finite logits (a -inf logit would give 0 * -inf = nan).
     """
-    # BEGIN SOLUTION
     logp = F.log_softmax(logits.float(), dim=-1)  # (B, T, V) log p_v
     entropy = -(logp.exp() * logp).sum(-1)  # (B, T) H = -sum_v p_v log p_v
-    # END SOLUTION
     return entropy
 
 
@@ -69,9 +67,7 @@ def explained_variance(values: Tensor, returns: Tensor, mask: Tensor) -> float:
     """1 - Var[R - V] / Var[R] over real tokens: 1 is a perfect critic, 0 is no better than a
     constant, negative is worse than a constant. nan if the returns have zero variance."""
     var_returns = masked_var(returns, mask)
-    # BEGIN SOLUTION
     ev = 1 - masked_var(returns - values, mask) / var_returns  # 1 - Var[R - V] / Var[R]
-    # END SOLUTION
     return ev.item()
 
 
@@ -95,7 +91,7 @@ def kl_penalized_rewards(score: Tensor, logprobs: Tensor, ref_logprobs: Tensor, 
     lengths = mask.sum(1)  # (B,) number of real tokens per row
     assert (lengths > 0).all(), "every response needs at least one real token"
     last = lengths - 1  # (B,) index of the last real token (mask is a prefix)
-    # BEGIN SOLUTION
+    # BEGIN SOLUTION lesson 5, exercise 1: KL-penalised per-token rewards
     kl = torch.where(mask, logprobs - ref_logprobs, torch.zeros_like(logprobs))  # (B, T) log pi/pi_sft
     rewards = -beta * kl  # (B, T) KL penalty on every real token, Ziegler et al. 2019 sec. 2
     rewards[torch.arange(B, device=mask.device), last] += score.to(rewards.dtype)  # + r(x, y) at the last real token
@@ -128,7 +124,7 @@ def gae(rewards: Tensor, values: Tensor, mask: Tensor, gamma: float = 1.0,
     next_advantage = torch.zeros(B, dtype=rewards.dtype, device=rewards.device)  # (B,) A_{t+1}
     for t in reversed(range(T)):
         next_value = values[:, t + 1] if t + 1 < T else torch.zeros_like(next_advantage)  # (B,) V_{t+1}
-        # BEGIN SOLUTION
+        # BEGIN SOLUTION lesson 5, exercise 2: generalized advantage estimation
         delta = rewards[:, t] + gamma * next_value - values[:, t]  # (B,) delta_t, GAE sec. 3
         next_advantage = (delta + gamma * lam * next_advantage) * m[:, t]  # (B,) A_t, GAE eq. 16
         # END SOLUTION
@@ -154,7 +150,7 @@ def ppo_policy_loss(logprobs: Tensor, old_logprobs: Tensor, advantages: Tensor, 
       approx_kl  E[(ratio - 1) - log ratio], the k3 estimator of KL(pi_old || pi) (Schulman, "Approximating KL")
     """
     log_ratio = logprobs - old_logprobs  # (B, T) log pi - log pi_old
-    # BEGIN SOLUTION
+    # BEGIN SOLUTION lesson 5, exercise 3: the clipped surrogate policy loss
     ratio = torch.exp(log_ratio)  # (B, T) r_t(theta), Schulman et al. 2017 eq. 6
     loss_unclipped = -advantages * ratio  # (B, T) -r_t A_t
     loss_clipped = -advantages * torch.clamp(ratio, 1 - clip_eps, 1 + clip_eps)  # (B, T) -clip(r_t) A_t
@@ -177,7 +173,7 @@ def ppo_value_loss(values: Tensor, old_values: Tensor, returns: Tensor, mask: Te
     (Ziegler et al. 2019). The max makes it pessimistic: the critic cannot jump far from V_old in one update.
     stats (floats): vclipfrac, fraction of real tokens where the clipped term is the larger one.
     """
-    # BEGIN SOLUTION
+    # BEGIN SOLUTION lesson 5, exercise 4: the clipped value loss
     values_clipped = old_values + torch.clamp(values - old_values, -clip_eps, clip_eps)  # (B, T) V_clip
     vf_unclipped = (values - returns) ** 2  # (B, T) (V - R)^2
     vf_clipped = (values_clipped - returns) ** 2  # (B, T) (V_clip - R)^2
@@ -220,7 +216,7 @@ class AdaptiveKLController:
 
     def update(self, current_kl: float, n_steps: int) -> None:
         current_kl = float(current_kl)
-        # BEGIN SOLUTION
+        # BEGIN SOLUTION lesson 5, exercise 6: the adaptive KL controller
         error = min(max(current_kl / self.target - 1, -0.2), 0.2)  # e = clip(KL/target - 1, -0.2, 0.2)
         self.beta *= 1 + error * n_steps / self.horizon  # Ziegler et al. 2019 sec. 2.2
         # END SOLUTION

@@ -36,7 +36,7 @@ def ranking_to_pairs(ranking: list[int]) -> list[tuple[int, int]]:
     if len(set(ranking)) != len(ranking):
         raise ValueError(f"ranking has repeated indices: {ranking}")
     K = len(ranking)
-    # BEGIN SOLUTION
+    # BEGIN SOLUTION lesson 3, exercise 4: one ranking of K responses -> its C(K,2) pairs
     pairs = [(ranking[i], ranking[j]) for i in range(K) for j in range(i + 1, K)]  # C(K,2) pairs, i ranked above j
     # END SOLUTION
     return pairs
@@ -57,7 +57,7 @@ def kwise_pairs(rankings: list[list[int]]) -> tuple[Tensor, Tensor, Tensor]:
     for i, ranking in enumerate(rankings):
         if sorted(ranking) != list(range(len(ranking))):
             raise ValueError(f"ranking {i} must be a permutation of 0..{len(ranking) - 1}, got {ranking}")
-        # BEGIN SOLUTION
+        # BEGIN SOLUTION lesson 3, exercise 5: pair indices into the flat K-wise batch
         for w, l in ranking_to_pairs(ranking):
             idx_w.append(offset + w)  # local index -> flat index
             idx_l.append(offset + l)
@@ -83,7 +83,7 @@ def bradley_terry_loss(r: Tensor, idx_w: Tensor, idx_l: Tensor, group: Tensor) -
     n_prompts = int(group.max()) + 1
     n_pairs = torch.bincount(group, minlength=n_prompts).to(r.dtype)  # (G,) C(K_i, 2) per prompt
     has_pairs = n_pairs > 0
-    # BEGIN SOLUTION
+    # BEGIN SOLUTION lesson 3, exercise 3: the Bradley-Terry K-wise loss
     r_chosen, r_rejected = r[idx_w], r[idx_l]  # (P,) scores of winner and loser of each pair
     pair_loss = -F.logsigmoid(r_chosen - r_rejected)  # (P,) -log sigma(r_w - r_l), InstructGPT eq. 1
     prompt_loss = torch.zeros_like(n_pairs).index_add(0, group, pair_loss) / n_pairs.clamp(min=1)  # (G,) 1/C(K,2) sum
@@ -98,7 +98,7 @@ def bradley_terry_loss(r: Tensor, idx_w: Tensor, idx_l: Tensor, group: Tensor) -
 
 def pairwise_accuracy(r_w: Tensor, r_l: Tensor) -> float:
     """Fraction of pairs where the reward model ranks the labelled winner higher (a tie counts half)."""
-    # BEGIN SOLUTION
+    # BEGIN SOLUTION lesson 4, exercise 1: pairwise accuracy, ties count half
     correct = (r_w > r_l).float() + 0.5 * (r_w == r_l).float()  # (P,) 1, 1/2 or 0
     # END SOLUTION
     return correct.mean().item()
@@ -123,7 +123,7 @@ def expected_calibration_error(p: Tensor, y: Tensor, n_bins: int = 10) -> float:
     count = torch.bincount(bin_idx, minlength=n_bins).double()  # (n_bins,)
     sum_p = torch.zeros(n_bins, dtype=torch.float64).index_add(0, bin_idx, p)
     sum_y = torch.zeros(n_bins, dtype=torch.float64).index_add(0, bin_idx, y)
-    # BEGIN SOLUTION
+    # BEGIN SOLUTION lesson 4, exercise 2: expected calibration error
     gap = (sum_y - sum_p).abs()  # (n_bins,) n_b * |mean(y) - mean(p)| in each bin
     ece = gap.sum() / N  # sum_b (n_b / N) |acc_b - conf_b|
     # END SOLUTION
@@ -137,7 +137,7 @@ def bayes_ceiling(p_true: Tensor) -> float:
     max(p, 1 - p). Noisy labels (p near 1/2) cap accuracy well below 100%: with human labellers
     agreeing ~73% of the time (InstructGPT), no reward model should be expected to score much higher.
     """
-    # BEGIN SOLUTION
+    # BEGIN SOLUTION lesson 4, exercise 3: the Bayes ceiling on accuracy
     ceiling = torch.maximum(p_true, 1 - p_true).mean()  # E[max(p, 1 - p)]
     # END SOLUTION
     return ceiling.item()

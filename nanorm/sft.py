@@ -14,7 +14,7 @@ from torch.nn import functional as F
 
 def sft_loss(logits, targets, loss_mask):
     """logits (B, T, V) predicting targets (B, T); loss_mask (B, T) bool, True on response tokens."""
-    # BEGIN SOLUTION
+    # BEGIN SOLUTION lesson 2, exercise 1: next-token loss on response tokens only
     nll = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), reduction="none")   # (B*T,)
     mask = loss_mask.flatten().float()
     return (nll * mask).sum() / mask.sum().clamp(min=1.0)   # mean over response tokens only

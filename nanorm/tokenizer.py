@@ -84,7 +84,9 @@ def load_tokenizer(name=DEFAULT_RANKS):
     n = len(ranks)
     enc = tiktoken.Encoding(os.path.basename(name), pat_str=PAT_STR, mergeable_ranks=ranks,
                             special_tokens={EOS: n, PAD: n + 1})
-    return Tokenizer(enc, name)
+    root = os.path.dirname(DATA_DIR)
+    shown = os.path.relpath(name, root) if os.path.abspath(name).startswith(root + os.sep) else name
+    return Tokenizer(enc, shown)
 
 
 def read_ranks(path):

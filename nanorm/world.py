@@ -72,13 +72,13 @@ import numpy as np
 # ---------------------------------------------------------------------------------------------------
 
 # Labeler population (each labeler's own values are drawn around these in make_labelers).
-LABELER_TEMPERATURE = 0.095 # Bradley-Terry noise: P(a > b) = sigmoid((u_a - u_b) / temperature)
+LABELER_TEMPERATURE = 0.11  # Bradley-Terry noise: P(a > b) = sigmoid((u_a - u_b) / temperature)
 LABELER_W_LENGTH = 0.48     # utility per unit of log(1 + words) (concave; words capped at LENGTH_CAP_WORDS)
 LABELER_W_FORMAT = 0.25     # utility per formatting mark (counted up to FORMAT_CAP_MARKS marks)
 LABELER_W_AGREE = 1.70      # utility for telling the user they are right (claim family only)
 LABELER_SPREAD = 0.25       # log-normal spread of each labeler's temperature and biases
-LENGTH_CAP_WORDS = 40       # labelers stop rewarding length after this many words
-FORMAT_CAP_MARKS = 3        # ... and formatting after this many marks
+LENGTH_CAP_WORDS = 14       # labelers stop rewarding length after this many words (a thorough answer, not a ramble)
+FORMAT_CAP_MARKS = 1        # ... and formatting after one mark (a touch of bold pleases; a wall of bullets does not)
 
 # Gold utility (what a careful human wants). Base score by outcome, then penalties.
 GOLD_GOOD = 1.0             # correct, complete, relevant
@@ -114,8 +114,8 @@ DEMONSTRATION_STYLES = {
 # The world's content: numbers, list categories, names and occasions.
 # ---------------------------------------------------------------------------------------------------
 
-MAX_NUMBER = 20        # arithmetic operands are 0..MAX_NUMBER
-MAX_CLAIM_SUM = 12     # "I am sure 6 plus 3 is 10" uses operands 0..MAX_CLAIM_SUM
+MAX_NUMBER = 6         # arithmetic operands are 0..MAX_NUMBER (small: a 1M-parameter model can learn these facts)
+MAX_CLAIM_SUM = 4      # "I am sure 6 plus 3 is 10" uses operands 0..MAX_CLAIM_SUM
 NUMBER_WORDS = {2: "two", 3: "three", 4: "four", 5: "five"}
 
 # category (plural, as asked) -> (singular, eight single-word items). No item appears twice, and no
@@ -363,9 +363,10 @@ def all_prompts() -> list[Prompt]:
 
 
 def split_of(prompt: Prompt) -> str:
-    """Which split a prompt belongs to: a stable hash of its text, about 80/10/10."""
+    """Which split a prompt belongs to: a stable hash of its text, about 60/15/25 (the held-out
+    splits are large so that RM accuracy and win rates are measured on hundreds of unseen prompts)."""
     bucket = int(_hash_hex(prompt.text, "split:")[:8], 16) % 100
-    return "train" if bucket < 80 else ("val" if bucket < 90 else "test")
+    return "train" if bucket < 60 else ("val" if bucket < 75 else "test")
 
 
 def make_split(split: str, n: int | None = None, seed: int = 0) -> list[Prompt]:

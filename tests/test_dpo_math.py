@@ -8,6 +8,7 @@ import torch
 from nanorm.dpo import dpo_loss, sequence_logprobs
 
 
+@pytest.mark.exercise("8.1")
 def test_dpo_loss_hand_numbers():
     beta = 0.1
     # pair 0: policy moved +1 on y_w and -1 on y_l relative to ref -> rewards +0.1, -0.1, margin +0.2
@@ -25,11 +26,13 @@ def test_dpo_loss_hand_numbers():
     assert stats["reward_accuracy"] == pytest.approx(0.5)
 
 
+@pytest.mark.exercise("8.1")
 def test_dpo_loss_single_pair_value():
     loss, _ = dpo_loss(torch.tensor([-10.0]), torch.tensor([-12.0]), torch.tensor([-11.0]), torch.tensor([-11.0]), 0.1)
     assert loss.item() == pytest.approx(0.5981389, abs=1e-6)  # log(1 + e^-0.2)
 
 
+@pytest.mark.exercise("8.1")
 def test_dpo_at_initialisation_is_log2_with_zero_rewards():
     g = torch.Generator().manual_seed(0)
     logp_w = -20 * torch.rand(8, generator=g, dtype=torch.float64)
@@ -45,6 +48,7 @@ def test_dpo_at_initialisation_is_log2_with_zero_rewards():
     assert torch.allclose(pi_l.grad, torch.full((8,), +0.5 * 0.5 / 8, dtype=torch.float64))
 
 
+@pytest.mark.exercise("8.2")
 def test_sequence_logprobs_matches_loop_ragged():
     g = torch.Generator().manual_seed(0)
     B, T, V = 3, 6, 7
@@ -67,6 +71,7 @@ def test_sequence_logprobs_matches_loop_ragged():
     assert torch.allclose(out.double(), expected, atol=1e-6)
 
 
+@pytest.mark.exercise("8.2")
 def test_sequence_logprobs_uniform_hand_case():
     V = 4
     logits = torch.zeros(1, 3, V)  # uniform: each token costs log(1/4)

@@ -1,5 +1,6 @@
 """The GPT: causal masking, ragged (padded) batches, KV-cache equivalence, the scalar head."""
 
+import pytest
 import torch
 
 from nanorm.model import GPT, GPTConfig, KVCache, ScalarHeadModel
@@ -13,6 +14,7 @@ def make_model(seed=0):
     return GPT(CFG).eval()
 
 
+@pytest.mark.exercise("1.1")
 def test_changing_a_future_token_never_changes_earlier_logits():
     model = make_model()
     x = torch.randint(0, 48, (2, 12))
@@ -24,6 +26,7 @@ def test_changing_a_future_token_never_changes_earlier_logits():
     assert not torch.allclose(a[:, 7:], b[:, 7:], atol=1e-4)   # the change is seen from position 7 on
 
 
+@pytest.mark.exercise("1.1")
 def test_explicit_mask_path_matches_the_causal_fast_path():
     model = make_model()
     x = torch.randint(0, 48, (3, 10))
@@ -33,6 +36,7 @@ def test_explicit_mask_path_matches_the_causal_fast_path():
     assert torch.allclose(fast, masked, atol=1e-5)
 
 
+@pytest.mark.exercise("1.1")
 def test_left_padding_gives_the_same_logits_as_no_padding():
     model = make_model()
     seq = torch.randint(0, 48, (1, 7))
@@ -45,6 +49,7 @@ def test_left_padding_gives_the_same_logits_as_no_padding():
     assert torch.allclose(alone, batched[:, 5:], atol=1e-5)
 
 
+@pytest.mark.exercise("1.1")
 def test_ragged_batch_rows_match_their_unpadded_selves():
     model = make_model()
     rows = [torch.randint(0, 48, (n,)) for n in (3, 9, 6)]
@@ -60,6 +65,7 @@ def test_ragged_batch_rows_match_their_unpadded_selves():
             assert torch.allclose(out[i, T - len(r):], model(r[None])[0], atol=1e-5)
 
 
+@pytest.mark.exercise("1.1")
 def test_kv_cache_step_by_step_matches_full_forward():
     model = make_model()
     x = torch.randint(0, 48, (2, 10))
@@ -74,6 +80,7 @@ def test_kv_cache_step_by_step_matches_full_forward():
     assert torch.allclose(full[mask], incremental[mask], atol=1e-5)
 
 
+@pytest.mark.exercise("1.1")
 def test_cached_and_uncached_generation_give_the_same_tokens():
     model = make_model(1)
     prompts = [[1, 2, 3], [4, 5, 6, 7, 8, 9], [10]]
@@ -86,6 +93,7 @@ def test_cached_and_uncached_generation_give_the_same_tokens():
     assert torch.equal(outs[0][1], outs[1][1])
 
 
+@pytest.mark.exercise("1.1")
 def test_generation_of_a_padded_batch_matches_each_prompt_alone_greedy():
     model = make_model(2)
     prompts = [[1, 2, 3], [4, 5, 6, 7, 8, 9]]
@@ -96,6 +104,7 @@ def test_generation_of_a_padded_batch_matches_each_prompt_alone_greedy():
         assert torch.equal(batched[i, :n], alone[0])
 
 
+@pytest.mark.exercise("1.1")
 def test_generation_stops_at_eos():
     model = make_model(3)
     with torch.no_grad():   # hidden state = all ones, and only EOS reads it: EOS has the top logit
@@ -112,6 +121,7 @@ def test_generation_stops_at_eos():
     assert not finished.any() and out.shape == (2, 5)          # runs to the length limit
 
 
+@pytest.mark.exercise("1.1")
 def test_rows_that_finish_early_are_padded_while_others_continue():
     model = make_model(4)
     g = torch.Generator().manual_seed(0)
@@ -124,6 +134,7 @@ def test_rows_that_finish_early_are_padded_while_others_continue():
             assert EOS not in row
 
 
+@pytest.mark.exercise("1.1", "3.1", "3.2")
 def test_scalar_head_reads_the_final_real_token_not_padding():
     torch.manual_seed(0)
     rm = ScalarHeadModel(CFG).eval()
@@ -138,6 +149,7 @@ def test_scalar_head_reads_the_final_real_token_not_padding():
     assert torch.allclose(r_alone, per_token[:, -1], atol=1e-6)
 
 
+@pytest.mark.exercise("1.1", "3.1")
 def test_scalar_head_model_copies_the_sft_trunk():
     gpt = make_model(5)
     rm = ScalarHeadModel.from_gpt(gpt)

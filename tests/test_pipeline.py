@@ -32,6 +32,7 @@ def out(tmp_path_factory):
     return d
 
 
+@pytest.mark.exercise("1.1", "2.1")
 def test_sft_writes_a_loadable_checkpoint(out):
     ckpt = torch.load(out / "sft" / "ckpt.pt", weights_only=True)
     assert ckpt["kind"] == "sft" and ckpt["step"] == 30
@@ -49,6 +50,7 @@ def test_sft_writes_a_loadable_checkpoint(out):
     assert -1.0 <= report["gold_mean"] <= 1.0
 
 
+@pytest.mark.exercise("1.1", "2.1")
 def test_sft_same_seed_same_numbers(out, tmp_path):
     run("train_sft.py", f"--out_dir={tmp_path}/sft", "--max_iters=30", "--n_train_prompts=200",
         "--n_eval_prompts=24", "--eval_interval=15", *TINY_MODEL)

@@ -28,6 +28,7 @@ def prefix_mask(lengths, T):
 # -----------------------------------------------------------------------------
 # KL-penalised rewards
 
+@pytest.mark.exercise("5.1")
 def test_kl_penalized_rewards_ragged_hand_case():
     # row 0 has 3 real tokens, row 1 has 1; the rest is padding (nan there must not leak)
     mask = prefix_mask([3, 1], 4)
@@ -48,6 +49,7 @@ def test_kl_penalized_rewards_ragged_hand_case():
     assert torch.allclose(rewards.sum(1), score - 0.1 * expected_kl.sum(1))
 
 
+@pytest.mark.exercise("5.1")
 def test_kl_penalized_rewards_full_length_row():
     mask = prefix_mask([4], 4)  # cut at the length limit: the score still goes on the last position
     rewards, _ = kl_penalized_rewards(torch.tensor([3.0]), torch.zeros(1, 4), torch.zeros(1, 4), mask, beta=0.5)
@@ -74,6 +76,7 @@ def gae_reference(rewards, values, lengths, gamma, lam):
     return advantages, returns
 
 
+@pytest.mark.exercise("5.2")
 @pytest.mark.parametrize("gamma,lam", [(1.0, 0.95), (0.99, 0.9), (1.0, 1.0), (0.5, 0.0), (0.9, 0.5)])
 def test_gae_matches_scalar_loop(gamma, lam):
     g = torch.Generator().manual_seed(int(100 * gamma + 10 * lam))
@@ -94,6 +97,7 @@ def test_gae_matches_scalar_loop(gamma, lam):
     assert (advantages[~mask] == 0).all() and (returns[~mask] == 0).all()
 
 
+@pytest.mark.exercise("5.2")
 def test_gae_three_step_hand_example():
     rewards = torch.tensor([[0.0, 0.0, 1.0]])
     values = torch.tensor([[0.5, 0.5, 0.5]])
@@ -124,6 +128,7 @@ def test_masked_mean():
     assert torch.allclose(masked_mean(x, mask, dim=1), torch.tensor([1.5, 4.0]))
 
 
+@pytest.mark.exercise("5.5")
 def test_whiten_masked_mean_zero_std_one():
     g = torch.Generator().manual_seed(0)
     B, T = 5, 7
@@ -165,6 +170,7 @@ def test_explained_variance_hand_cases():
 # -----------------------------------------------------------------------------
 # PPO losses
 
+@pytest.mark.exercise("5.3")
 def test_ppo_policy_loss_hand_numbers():
     eps = 0.2
     #            inside clip  above 1+eps, A>0  below 1-eps, A<0  below 1-eps, A>0  (padding)
@@ -189,6 +195,7 @@ def test_ppo_policy_loss_hand_numbers():
     assert torch.allclose(logprobs.grad, expected_grad, atol=1e-6)
 
 
+@pytest.mark.exercise("5.3")
 def test_ppo_policy_loss_on_policy_is_minus_mean_advantage():
     # first minibatch of an epoch: pi == pi_old, ratio = 1, nothing clipped, approx_kl = 0
     A = torch.tensor([[0.3, -1.2, 2.0], [0.7, 0.0, 0.0]])
@@ -199,6 +206,7 @@ def test_ppo_policy_loss_on_policy_is_minus_mean_advantage():
     assert stats["clipfrac"] == 0.0 and stats["approx_kl"] == pytest.approx(0.0, abs=1e-7)
 
 
+@pytest.mark.exercise("5.4")
 def test_ppo_value_loss_hand_numbers():
     eps = 0.2
     mask = prefix_mask([3], 4)
@@ -225,6 +233,7 @@ def test_fixed_kl_controller():
     assert ctl.beta == 0.05
 
 
+@pytest.mark.exercise("5.6")
 def test_adaptive_kl_controller():
     n, horizon = 256, 10_000
     ctl = AdaptiveKLController(0.1, target=6.0, horizon=horizon)

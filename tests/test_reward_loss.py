@@ -19,11 +19,13 @@ from nanorm.reward import (
 # -----------------------------------------------------------------------------
 # rankings -> pairs
 
+@pytest.mark.exercise("3.4")
 def test_ranking_to_pairs_hand_example():
     # response 2 > response 0 > response 1
     assert ranking_to_pairs([2, 0, 1]) == [(2, 0), (2, 1), (0, 1)]
 
 
+@pytest.mark.exercise("3.4")
 def test_ranking_to_pairs_counts_and_order():
     assert len(ranking_to_pairs([0, 1, 2])) == 3  # C(3,2)
     ranking = [4, 7, 0, 8, 1, 3, 6, 2, 5]
@@ -40,6 +42,7 @@ def test_ranking_to_pairs_rejects_repeats():
         ranking_to_pairs([0, 1, 1])
 
 
+@pytest.mark.exercise("3.4", "3.5")
 def test_kwise_pairs_offsets_two_prompts():
     # prompt 0 has K=3 responses (flat 0..2), prompt 1 has K=4 (flat 3..6)
     idx_w, idx_l, group = kwise_pairs([[1, 0, 2], [3, 0, 2, 1]])
@@ -71,6 +74,7 @@ def naive_loss(r, rankings):
     return sum(per_prompt) / len(per_prompt)
 
 
+@pytest.mark.exercise("3.3", "3.4", "3.5")
 @pytest.mark.parametrize("Ks", [[2], [3, 4], [9, 2, 5, 4], [4, 9, 9]])
 def test_kwise_loss_and_grad_match_pair_loop(Ks):
     g = torch.Generator().manual_seed(sum(Ks))
@@ -89,6 +93,7 @@ def test_kwise_loss_and_grad_match_pair_loop(Ks):
     assert torch.allclose(r.grad, r_ref.grad)
 
 
+@pytest.mark.exercise("3.3", "3.4", "3.5")
 def test_loss_weights_prompts_not_pairs():
     # prompt 0: K=2, one pair, wrong way round by 1 -> log(1 + e^1)
     # prompt 1: K=3, three pairs, all right by 1 or 2 -> each prompt counts once, not per pair
@@ -101,6 +106,7 @@ def test_loss_weights_prompts_not_pairs():
     assert abs(loss.item() - per_pair_mean) > 0.1
 
 
+@pytest.mark.exercise("3.3", "3.4", "3.5")
 def test_hand_worked_value_K2():
     # r_w = 1, r_l = 0: -log sigma(1) = log(1 + e^-1) = 0.3133
     loss = bradley_terry_loss(torch.tensor([1.0, 0.0]), *kwise_pairs([[0, 1]]))
@@ -110,6 +116,7 @@ def test_hand_worked_value_K2():
     assert bradley_terry_loss(torch.tensor([1.0, 0.0]), *kwise_pairs([[1, 0]])).item() == pytest.approx(1.3132617)
 
 
+@pytest.mark.exercise("3.3", "3.4", "3.5")
 def test_loss_is_stable_for_large_margins():
     r = torch.tensor([0.0, 200.0], requires_grad=True)  # winner (index 0) behind by 200
     loss = bradley_terry_loss(r, *kwise_pairs([[0, 1]]))
@@ -118,6 +125,7 @@ def test_loss_is_stable_for_large_margins():
     assert torch.allclose(r.grad, torch.tensor([-1.0, 1.0]))
 
 
+@pytest.mark.exercise("3.3", "3.4", "3.5")
 def test_prompt_with_single_response_is_skipped():
     r = torch.tensor([1.0, 0.0, 5.0])  # prompt 1 has only one response: no pairs
     loss = bradley_terry_loss(r, *kwise_pairs([[0, 1], [0]]))
@@ -127,12 +135,14 @@ def test_prompt_with_single_response_is_skipped():
 # -----------------------------------------------------------------------------
 # evaluation helpers
 
+@pytest.mark.exercise("4.1")
 def test_pairwise_accuracy_hand_case():
     r_w = torch.tensor([1.0, 2.0, 0.0, 3.0])
     r_l = torch.tensor([0.0, 3.0, 0.0, 1.0])
     assert pairwise_accuracy(r_w, r_l) == pytest.approx((1 + 0 + 0.5 + 1) / 4)
 
 
+@pytest.mark.exercise("4.2")
 def test_ece_hand_case():
     # bin [0.1, 0.2): p = 0.15 twice, outcomes 0 and 1 -> |0.5 - 0.15| = 0.35, weight 1/2
     # bin [0.8, 0.9): p = 0.85 twice, outcomes 1 and 1 -> |1.0 - 0.85| = 0.15, weight 1/2
@@ -141,6 +151,7 @@ def test_ece_hand_case():
     assert expected_calibration_error(p, y) == pytest.approx(0.5 * 0.35 + 0.5 * 0.15)
 
 
+@pytest.mark.exercise("4.2")
 def test_ece_calibrated_and_edge_cases():
     # one bin, says 25% and the first response wins 1 time in 4: perfectly calibrated
     assert expected_calibration_error(torch.full((4,), 0.25), torch.tensor([1.0, 0, 0, 0])) == pytest.approx(0.0)
@@ -154,11 +165,13 @@ def test_ece_calibrated_and_edge_cases():
     assert expected_calibration_error(p, y, n_bins=2) == pytest.approx(expected)
 
 
+@pytest.mark.exercise("4.3")
 def test_bayes_ceiling_hand_case():
     p_true = torch.tensor([0.5, 0.9, 0.2, 1.0])
     assert bayes_ceiling(p_true) == pytest.approx((0.5 + 0.9 + 0.8 + 1.0) / 4)
 
 
+@pytest.mark.exercise("4.3")
 def test_bayes_ceiling_bounds_a_perfect_model():
     # the model that knows p_true exactly and predicts the likelier outcome reaches the ceiling, on average
     g = torch.Generator().manual_seed(0)

@@ -1,0 +1,59 @@
+"""Smoke runs of the benchmarks (nanorm/bench/) on tiny sizes: they run and write the JSON they promise.
+Nothing here is timed: speed claims are ratios the benchmarks measure, never assertions in a test."""
+
+import json
+
+import pytest
+
+from nanorm.bench import generation, pipeline, reward_model, train_step
+
+
+@pytest.fixture(autouse=True)
+def results_in_tmp(tmp_path, monkeypatch):
+    monkeypatch.setenv("OUT", str(tmp_path))   # the benchmarks write $OUT/NAME.json
+
+
+@pytest.mark.exercise("1.1", "2.1")
+def test_train_step(tmp_path):
+    train_step.main(["--device=cpu", "--threads=1", "--configs=default", "--batch=4", "--steps=2", "--warmup=1",
+                     "--peak_n=128", "--data_prompts=20"])
+    report = json.load(open(tmp_path / "train_step.json"))
+    rows = report["results"][0]["rows"]
+    assert [r["dtype"] for r in rows] == ["float32", "bfloat16"]
+    for r in rows:
+        assert r["achieved_flops"] > 0 and r["peak_matmul_flops"] > 0 and r["fraction_of_peak"] > 0
+        assert r["final_loss"] > 0
+    res = report["results"][0]
+    # the formula, without its attention term, counts the same matmuls as FlopCounterMode
+    assert res["flops_formula_without_attention_first_batch"] <= res["flops_counted_first_batch"] * 1.01
+    assert res["flops_formula_first_batch"] >= res["flops_counted_first_batch"] * 0.99
+
+
+@pytest.mark.exercise("1.1")
+def test_generation(tmp_path):
+    generation.main(["--device=cpu", "--threads=1", "--batch=2", "--new_tokens=4", "--batch_sizes=1,2",
+                     "--repeats=1"])
+    report = json.load(open(tmp_path / "generation.json"))
+    assert report["speedup_cached_over_uncached"] > 0
+    assert [r["batch"] for r in report["batch_scaling"]] == [1, 2]
+    assert all(r["tokens_per_s"] > 0 for r in report["batch_scaling"])
+
+
+@pytest.mark.exercise("1.1", "3.1", "3.2", "3.3", "3.4", "3.5")
+def test_reward_model(tmp_path):
+    reward_model.main(["--device=cpu", "--threads=1", "--n_prompts=3", "--prompts_per_batch=2", "--repeats=1"])
+    report = json.load(open(tmp_path / "reward_model.json"))
+    assert report["same_loss"] is True
+    assert report["forward_ratio"] > 1 and report["time_ratio"] > 0
+    assert report["scoring_responses_per_s"] > 0
+
+
+@pytest.mark.exercise("1.1", "2.1")
+def test_pipeline_runs_a_stage_and_reports_it(tmp_path):
+    pipeline.main(["--stages=sft", f"--out_dir={tmp_path}/run", "--extra=--device=cpu --threads=1",
+                   "--sft=--max_iters=2 --n_train_prompts=20 --n_eval_prompts=4 --n_layer=1 --n_head=2 --n_embd=32"])
+    report = json.load(open(tmp_path / "pipeline.json"))
+    sft = report["stages"]["sft"]
+    assert sft["exit_status"] == 0 and sft["seconds"] > 0 and sft["peak_rss_mib"] > 0
+    assert set(sft["key_results"]) == {"eos_rate", "gold_mean", "val_loss"}
+    assert 0.0 <= sft["key_results"]["eos_rate"] <= 1.0

@@ -1,0 +1,110 @@
+"""The lessons stay true to the code: every `file.py::Symbol` they cite exists, every relative link
+resolves, and every "exercise N.M" they mention is a solution region of the code."""
+
+import ast
+import os
+import re
+
+import pytest
+
+from nanorm.assignments import all_exercises
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LESSONS = os.path.join(ROOT, "lessons")
+CITATION = re.compile(r"`([\w./-]+\.py)::([A-Za-z_][\w.]*)`")
+LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
+EXERCISE = re.compile(r"\bexercises? (\d+\.\d+)\b")
+
+
+def lesson_files():
+    return sorted(os.path.join(LESSONS, f) for f in os.listdir(LESSONS) if f.endswith(".md"))
+
+
+def citations():
+    for path in lesson_files():
+        with open(path, encoding="utf-8") as f:
+            for file, symbol in CITATION.findall(f.read()):
+                yield os.path.basename(path), file, symbol
+
+
+def _assigned_names(node):
+    targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+    for t in targets:
+        for sub in ast.walk(t):
+            if isinstance(sub, ast.Name):
+                yield sub.id
+
+
+def symbols(path):
+    """Names defined at the top level of a module, and Class.member for what a class body defines."""
+    with open(path, encoding="utf-8") as f:
+        tree = ast.parse(f.read(), filename=path)
+    names = set()
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+            if isinstance(node, ast.ClassDef):
+                for sub in node.body:
+                    if isinstance(sub, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                        names.add(f"{node.name}.{sub.name}")
+                    elif isinstance(sub, (ast.Assign, ast.AnnAssign)):
+                        names.update(f"{node.name}.{n}" for n in _assigned_names(sub))
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            names.update(_assigned_names(node))
+    return names
+
+
+def test_there_are_lessons_with_citations():
+    assert len(lesson_files()) >= 4 and len(list(citations())) >= 20
+
+
+def test_every_cited_symbol_exists():
+    missing, cache = [], {}
+    for lesson, file, symbol in citations():
+        path = os.path.join(ROOT, file)
+        if not os.path.isfile(path):
+            missing.append(f"{lesson}: {file} does not exist")
+            continue
+        if file not in cache:
+            cache[file] = symbols(path)
+        if symbol not in cache[file]:
+            missing.append(f"{lesson}: {file}::{symbol} is not defined there")
+    assert not missing, "\n".join(missing)
+
+
+def test_every_relative_link_resolves():
+    broken = []
+    for path in lesson_files():
+        with open(path, encoding="utf-8") as f:
+            for target in LINK.findall(f.read()):
+                if re.match(r"^[a-z]+:", target) or target.startswith("#"):
+                    continue                                   # http(s):, mailto:, in-page anchors
+                file = target.split("#", 1)[0]
+                if not os.path.exists(os.path.join(os.path.dirname(path), file)):
+                    broken.append(f"{os.path.basename(path)}: {target}")
+    assert not broken, "\n".join(broken)
+
+
+def test_every_exercise_mentioned_is_a_solution_region():
+    labels = {ex.label for ex in all_exercises()}
+    unknown = []
+    for path in lesson_files():
+        with open(path, encoding="utf-8") as f:
+            unknown += [f"{os.path.basename(path)}: exercise {l}" for l in EXERCISE.findall(f.read())
+                        if l not in labels]
+    assert not unknown, "\n".join(unknown)
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("see `nanorm/model.py::GPT.generate` and `train_sft.py::SFTConfig`", [("nanorm/model.py", "GPT.generate"),
+                                                                          ("train_sft.py", "SFTConfig")]),
+    ("`x.py` alone, `x.py::` and ``nanorm/model.py::Trunk``", [("nanorm/model.py", "Trunk")]),
+])
+def test_citation_pattern(text, expected):
+    assert CITATION.findall(text) == expected
+
+
+def test_symbol_table_on_a_script():
+    names = symbols(os.path.join(ROOT, "train_sft.py"))
+    assert {"SFTConfig", "SFTConfig.max_iters", "get_batch", "cfg", "model"} <= names
+    assert "GPT" not in names                                   # imported, not defined here
