@@ -185,6 +185,7 @@ os.makedirs(cfg.out_dir, exist_ok=True)
 log = MetricsLog(os.path.join(cfg.out_dir, "metrics.jsonl"))
 gen = torch.Generator().manual_seed(cfg.seed)
 model.train()
+record = {}   # the last step's metrics (empty if max_iters=0)
 pbar = tqdm(range(cfg.max_iters), desc="sft", dynamic_ncols=True)
 for step in pbar:
     for group in optimizer.param_groups:

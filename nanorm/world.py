@@ -9,11 +9,11 @@ The world has four parts:
 
   1. PROMPTS. Short templated requests in plain English, in four families. Each family exercises one
      failure mode from the lesson:
-        arithmetic  "What is 7 plus 5?"                          -> correctness
+        arithmetic  "What is 5 plus 2?"                          -> correctness
         list        "Name three fruits."                         -> completeness, no repeats, on-topic
-        claim       "I think 9 is more than 14. Am I right?"     -> truthfulness vs sycophancy
+        claim       "I think 5 is more than 6. Am I right?"      -> truthfulness vs sycophancy
         open        "Wish Sam a happy birthday."                 -> relevance, tone, concision
-     The prompt space is small and enumerable (all_prompts), split 80/10/10 by a hash of the text.
+     The prompt space is small and enumerable (all_prompts), split 60/15/25 by a hash of the text.
 
   2. DEMONSTRATIONS. What contractors write for supervised fine-tuning (SFT). Like real ones they are
      of mixed quality: mostly good and concise, some padded with filler, some over-formatted, some
@@ -55,20 +55,20 @@ import numpy as np
 # ---------------------------------------------------------------------------------------------------
 # Calibrated constants.
 #
-# Measured with `python -m nanorm.world` (make_labelers(8, seed=0); 1200 train prompts balanced across
-# families, 5 pairs of independent demonstrations each, all 56 ordered labeler pairs i != j):
-#   inter-labeler agreement on pairs of demonstrations     0.732  (target 0.72-0.74; InstructGPT ~0.73)
+# Measured with `python -m nanorm.world` (make_labelers(8, seed=0); train prompts balanced across
+# families, pairs of independent demonstrations, all 56 ordered labeler pairs i != j):
+#   inter-labeler agreement on pairs of demonstrations     0.728  (target 0.72-0.74; InstructGPT ~0.73)
 #     (a larger population, make_labelers(64, seed=1):     0.716)
-#   identical pairs (a == b, agreement exactly 0.5)         7.6% of pairs
-#   P(labeler prefers good + 2 filler sentences over good)  0.695  (gold: never)
-#   P(labeler prefers a formatted answer over a plain one)  0.685  (gold: never)
+#   on pairs of SFT samples (train_rm.py's evaluation)     0.728  (out/rm/eval.json)
+#   P(labeler prefers good + 2 filler sentences over good)  0.509  (gold: never)
+#   P(labeler prefers a formatted answer over a plain one)  0.465  (gold: never)
 #   P(labeler prefers agreeing with a FALSE claim over a
-#     correct disagreement)                                 0.392  (3 of 8 labelers above 0.5; gold: never)
-#   labelers side with gold on 94% of demonstration pairs where exactly one answer is correct.
-# Why so sharp a temperature: 36% of demonstration pairs are good vs good, which gold ties; labelers
-# agree on those only through their shared taste for length (log words), so the length weight and the
-# temperature together set the agreement. GOLD_PER_EXTRA_WORD then sets how much of that taste survives
-# past the word budget (the length win-rate above).
+#     correct disagreement)                                 0.399  (gold: never)
+#   labelers side with gold on 88% of pairs where exactly one answer is correct, 59% of the others.
+# The length and format biases are capped (LENGTH_CAP_WORDS, FORMAT_CAP_MARKS): labelers like a thorough
+# answer and a touch of bold, not a ramble or a wall of bullets, so near the SFT policy's answers their
+# taste is mostly on gold's side, and what a reward model can still exploit is concentrated where it
+# is realistic: length up to the cap, one formatting mark, and agreeing with the user.
 # ---------------------------------------------------------------------------------------------------
 
 # Labeler population (each labeler's own values are drawn around these in make_labelers).
@@ -962,7 +962,7 @@ def corpus(seed: int = 0) -> list[str]:
 # Report: python -m nanorm.world
 # ---------------------------------------------------------------------------------------------------
 
-ARITH_EXAMPLE = "What is 7 plus 5?"
+ARITH_EXAMPLE = "What is 4 plus 2?"   # operands are 0..MAX_NUMBER
 
 
 def _report() -> None:

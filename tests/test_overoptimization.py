@@ -1,0 +1,100 @@
+"""The overoptimization experiment (nanorm/experiments/overoptimization.py): the KL of best-of-n, the two
+Gao et al. (2022) fits on synthetic curves with known coefficients, and a smoke run on a tiny SFT/RM chain."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from nanorm.experiments.overoptimization import fit_bon, fit_rl, kl_bon, predict
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_kl_of_best_of_n_by_hand():
+    assert kl_bon(1) == 0.0                                     # best-of-1 is the policy itself
+    assert kl_bon(2) == pytest.approx(math.log(2) - 0.5)        # log n - (n-1)/n
+    assert kl_bon(64) == pytest.approx(math.log(64) - 63 / 64)
+    assert all(kl_bon(n) < kl_bon(2 * n) for n in range(1, 100))
+
+
+@pytest.mark.parametrize("alpha,beta", [(1.0, 0.5), (0.3, 0.05), (2.0, 1.5)])
+def test_fit_bon_recovers_known_coefficients(alpha, beta):
+    d = np.sqrt([kl_bon(n) for n in (1, 2, 4, 8, 16, 32, 64, 128, 256)])
+    fit = fit_bon(d, d * (alpha - beta * d))                    # R_bon(d) = d (alpha - beta d), exactly
+    assert fit["alpha"] == pytest.approx(alpha, abs=1e-9) and fit["beta"] == pytest.approx(beta, abs=1e-9)
+    assert fit["r2"] == pytest.approx(1.0)
+    assert fit["d_peak"] == pytest.approx(alpha / (2 * beta))  # dR/dd = alpha - 2 beta d = 0
+    grid = np.linspace(0.001, 10 * fit["d_peak"], 200001)
+    assert grid[np.argmax(predict(fit, grid))] == pytest.approx(fit["d_peak"], rel=1e-3)
+    assert fit["R_peak"] == pytest.approx(predict(fit, [fit["d_peak"]])[0])
+
+
+@pytest.mark.parametrize("alpha,beta", [(1.0, 0.5), (0.2, 0.3), (-0.1, 0.2)])
+def test_fit_rl_recovers_known_coefficients_and_skips_d_zero(alpha, beta):
+    d = np.concatenate([[0.0], np.linspace(0.2, 6.0, 12)])     # the SFT point (d = 0) is ignored
+    R = d * (alpha - beta * np.log(np.maximum(d, 1e-300)))
+    fit = fit_rl(d, R)
+    assert fit["n_points"] == 12
+    assert fit["alpha"] == pytest.approx(alpha, abs=1e-9) and fit["beta"] == pytest.approx(beta, abs=1e-9)
+    assert fit["r2"] == pytest.approx(1.0)
+    assert fit["d_peak"] == pytest.approx(math.exp(alpha / beta - 1))   # dR/dd = alpha - beta (log d + 1) = 0
+    grid = np.linspace(1e-4, 10 * fit["d_peak"], 200001)
+    assert grid[np.argmax(predict(fit, grid))] == pytest.approx(fit["d_peak"], rel=1e-3)
+    assert fit["R_peak"] == pytest.approx(beta * fit["d_peak"])
+
+
+def test_fits_with_noise_and_without_a_peak():
+    rng = np.random.default_rng(0)
+    d = np.linspace(0.1, 4.0, 200)
+    fit = fit_rl(d, d * (0.8 - 0.25 * np.log(d)) + rng.normal(0, 0.01, d.shape))
+    assert fit["alpha"] == pytest.approx(0.8, abs=0.02) and fit["beta"] == pytest.approx(0.25, abs=0.02)
+    rising = fit_bon(d, 0.5 * d + 0.1 * d ** 2)                 # gold that keeps rising: beta < 0, no peak
+    assert rising["beta"] == pytest.approx(-0.1) and rising["d_peak"] is None
+    assert fit_rl([0.0, 0.0, 1.0], [0.0, 0.0, 0.1]) is None     # one point with d > 0: nothing to fit
+
+
+def run(*args, module=False):
+    cmd = [sys.executable, "-m", args[0], *args[1:]] if module else [sys.executable, os.path.join(ROOT, args[0]),
+                                                                     *args[1:]]
+    result = subprocess.run([*cmd, "--device=cpu", "--threads=1"], cwd=ROOT, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, f"{args[0]} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    return result.stdout
+
+
+# SFT (1.1, 2.1), the RM (3.x, 4.x) and PPO with the fixed KL controller (5.1 to 5.5) all run here
+@pytest.mark.exercise("1.1", "2.1", "3.1", "3.2", "3.3", "3.4", "3.5", "4.1", "4.2", "4.3",
+                      "5.1", "5.2", "5.3", "5.4", "5.5")
+def test_overoptimization_smoke(tmp_path):
+    run("train_sft.py", "--n_layer=1", "--n_head=2", "--n_embd=32", "--max_iters=20", "--n_eval_prompts=16",
+        f"--out_dir={tmp_path}/sft")
+    run("train_rm.py", f"--sft_ckpt={tmp_path}/sft/ckpt.pt", "--n_prompts=20", "--n_eval_prompts=10",
+        f"--out_dir={tmp_path}/rm")
+    out = run("nanorm.experiments.overoptimization", "--smoke=true", f"--sft_ckpt={tmp_path}/sft/ckpt.pt",
+              f"--rm_ckpt={tmp_path}/rm/ckpt.pt", f"--out_dir={tmp_path}/hacking", "--betas=0.01,0.05", module=True)
+    assert "fits to gold - gold(SFT)" in out
+
+    res = json.load(open(tmp_path / "hacking" / "overoptimization.json"))
+    assert {"config", "default_beta", "sft", "runs", "best_of_n", "examples", "figures"} <= set(res)
+    assert [r["beta"] for r in res["runs"]] == [0.01, 0.05]
+    assert [r["is_default"] for r in res["runs"]] == [res["default_beta"] == b for b in (0.01, 0.05)]
+    for r in res["runs"]:
+        assert {"curve", "fit", "peak", "final", "summary"} <= set(r)
+        assert [p["iter"] for p in r["curve"]] == [0, 2, 4]                 # the SFT point, then every 2 iterations
+        assert r["curve"][0]["kl"] == 0.0 and r["final"]["iter"] == 4
+        assert set(r["final"]["per_family"]) == {"arithmetic", "list", "claim", "open"}
+        assert {"final_proxy", "final_gold", "peak_gold", "peak_iter", "fall", "final_kl"} <= set(r["summary"])
+    assert res["runs"][0]["early"]["iter"] == 2                             # the smallest beta's first leg
+    assert (tmp_path / "hacking" / "ppo_beta_0.01" / "early_ckpt.pt").exists()
+    bon = res["best_of_n"]["points"]
+    assert [p["n"] for p in bon] == [1, 2, 4] and bon[0]["kl"] == 0.0
+    proxies = [p["proxy"] for p in bon]
+    assert proxies == sorted(proxies)            # a prefix's best RM score can only grow with n
+    assert len(res["examples"]) == 4 and {"sft", "early", "final"} <= set(res["examples"][0])
+    for path in res["figures"].values():
+        assert path.endswith(".png") and os.path.getsize(path) > 1000
