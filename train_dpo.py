@@ -47,7 +47,7 @@ from tqdm import tqdm
 
 from nanorm import world
 from nanorm.checkpoint import MetricsLog, save_checkpoint, tokenizer_info
-from nanorm.config import autocast, get_device, parse_config, print_config, seed_everything
+from nanorm.config import autocast, setup
 from nanorm.dpo import batch_logprobs, encode_comparison, kwise_dpo_loss, pack_kwise, reference_logprobs
 from nanorm.evaluate import evaluate_policy, gold_win_rate, load_policy, load_reward_model, rm_scores
 from nanorm.prefdata import load_comparisons
@@ -92,13 +92,7 @@ class DPOConfig:
         assert self.temperature > 0, "--temperature must be > 0"
 
 
-cfg = parse_config(DPOConfig, sys.argv[1:])
-print_config(cfg)
-device = get_device(cfg.device)
-print(f"device: {device}")
-if cfg.threads:
-    torch.set_num_threads(cfg.threads)
-seed_everything(cfg.seed)
+cfg, device = setup(DPOConfig, sys.argv[1:])   # parse --key=value flags, print them, pick the device, seed
 t_start = time.time()
 
 # ----------------------------------------------------------------------------------------------------

@@ -53,7 +53,7 @@ from tqdm import tqdm
 
 from nanorm import world
 from nanorm.checkpoint import MetricsLog, load_checkpoint, save_checkpoint, tokenizer_info
-from nanorm.config import autocast, get_device, parse_config, print_config, seed_everything
+from nanorm.config import autocast, setup
 from nanorm.data import join_prompt_response, response_logprobs, response_mask_from
 from nanorm.evaluate import (best_of_n, describe, evaluate_policy, gold_win_rate, load_policy,
                              load_reward_model, summarise)
@@ -112,13 +112,7 @@ class PPOConfig:
         assert self.temperature > 0, "--temperature must be > 0"
 
 
-cfg = parse_config(PPOConfig, sys.argv[1:])
-print_config(cfg)
-device = get_device(cfg.device)
-print(f"device: {device}")
-if cfg.threads:
-    torch.set_num_threads(cfg.threads)
-seed_everything(cfg.seed)
+cfg, device = setup(PPOConfig, sys.argv[1:])   # parse --key=value flags, print them, pick the device, seed
 t_start = time.time()
 
 # ----------------------------------------------------------------------------------------------------

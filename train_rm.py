@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from nanorm import world
 from nanorm.checkpoint import MetricsLog, load_checkpoint, model_config, save_checkpoint, tokenizer_info
-from nanorm.config import autocast, get_device, parse_config, print_config, seed_everything
+from nanorm.config import autocast, setup
 from nanorm.data import pack_sequences, sample_responses
 from nanorm.model import GPT, ScalarHeadModel
 from nanorm.prefdata import Comparison, load_comparisons, split_holdout, write_comparisons
@@ -77,13 +77,7 @@ class RMConfig:
         assert self.n_labelers >= 3, "need at least one training labeler and two held-out ones"
 
 
-cfg = parse_config(RMConfig, sys.argv[1:])
-print_config(cfg)
-device = get_device(cfg.device)
-print(f"device: {device}")
-if cfg.threads:
-    torch.set_num_threads(cfg.threads)
-seed_everything(cfg.seed)
+cfg, device = setup(RMConfig, sys.argv[1:])   # parse --key=value flags, print them, pick the device, seed
 t_start = time.time()
 os.makedirs(cfg.out_dir, exist_ok=True)
 

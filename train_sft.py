@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from nanorm import world
 from nanorm.checkpoint import MetricsLog, save_checkpoint, tokenizer_info
-from nanorm.config import autocast, get_device, parse_config, print_config, seed_everything
+from nanorm.config import autocast, setup
 from nanorm.data import fit_examples, pack_sequences, sample_responses
 from nanorm.model import GPT, GPTConfig
 from nanorm.prefdata import load_comparisons, sft_examples, split_holdout
@@ -79,13 +79,7 @@ class SFTConfig:
         assert self.max_response_tokens < self.block_size, "max_response_tokens must leave room for a prompt"
 
 
-cfg = parse_config(SFTConfig, sys.argv[1:])
-print_config(cfg)
-device = get_device(cfg.device)
-print(f"device: {device}")
-if cfg.threads:
-    torch.set_num_threads(cfg.threads)
-seed_everything(cfg.seed)
+cfg, device = setup(SFTConfig, sys.argv[1:])   # parse --key=value flags, print them, pick the device, seed
 t_start = time.time()
 
 # ----------------------------------------------------------------------------------------------------

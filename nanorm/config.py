@@ -97,6 +97,18 @@ def autocast(device, dtype="float32"):
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 
 
+def setup(cls, argv):
+    """The start of every script: parse and print the config, pick the device, set threads and seeds."""
+    cfg = parse_config(cls, argv)
+    print_config(cfg)
+    device = get_device(cfg.device)
+    print(f"device: {device}")
+    if getattr(cfg, "threads", 0):
+        torch.set_num_threads(cfg.threads)
+    seed_everything(cfg.seed)
+    return cfg, device
+
+
 def seed_everything(seed):
     random.seed(seed)
     np.random.seed(seed)

@@ -1,0 +1,92 @@
+"""
+SFT initialisation vs random initialisation of the reward model, as a function of the amount of data.
+
+The source document claims that starting the RM from the SFT model "requires far less data than
+training from scratch". This experiment measures it in the world: it trains train_rm.py on the first
+N prompts of the comparisons that the default run collected (out/rm/comparisons.jsonl), for several N,
+once with --init=sft and once with --init=random, and plots held-out accuracy (against the held-out
+labeler, beside the inter-labeler agreement and the Bayes ceiling) against the number of comparisons.
+
+    python -m nanorm.experiments.rm_data_curve                 # after python train_sft.py && python train_rm.py
+    python -m nanorm.experiments.rm_data_curve --sizes=100,400 --smoke=true
+
+Writes out/rm_curve/rm_data_curve.json and rm_data_curve.png (copied to lessons/figures/ with --publish=true).
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+
+from nanorm.config import parse_config
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+@dataclass
+class CurveConfig:
+    comparisons: str = "out/rm/comparisons.jsonl"   # collected by the default train_rm.py run
+    sft_ckpt: str = "out/sft/ckpt.pt"
+    out_dir: str = "out/rm_curve"
+    sizes: str = "90,180,360,720,1430"              # numbers of training prompts (each ~20 comparisons)
+    inits: str = "sft,random"
+    extra: str = ""                                  # more flags for every train_rm.py run
+    publish: bool = False                            # copy the figure to lessons/figures/
+    threads: int = 0
+
+
+def main(argv):
+    cfg = parse_config(CurveConfig, argv)
+    os.makedirs(cfg.out_dir, exist_ok=True)
+    rows = []
+    for init in cfg.inits.split(","):
+        for n in [int(s) for s in cfg.sizes.split(",")]:
+            out = os.path.join(cfg.out_dir, f"{init}_{n}")
+            cmd = [sys.executable, os.path.join(ROOT, "train_rm.py"), f"--data={cfg.comparisons}",
+                   f"--sft_ckpt={cfg.sft_ckpt}", f"--n_prompts={n}", f"--init={init}", f"--out_dir={out}",
+                   f"--threads={cfg.threads}", *cfg.extra.split()]
+            print(" ".join(cmd[1:]), flush=True)
+            result = subprocess.run(cmd, capture_output=True, text=True)
+            if result.returncode != 0:
+                raise SystemExit(f"error: train_rm.py failed for init={init} n={n}:\n{result.stderr[-2000:]}")
+            ev = json.load(open(os.path.join(out, "eval.json")))
+            row = {"init": init, "n_prompts": ev["n_train_prompts"], "n_pairs": ev["n_train_pairs"],
+                   "accuracy": ev["accuracy"], "gold_accuracy": ev.get("gold_accuracy"),
+                   "agreement": ev.get("inter_labeler_agreement"), "bayes_ceiling": ev.get("bayes_ceiling")}
+            rows.append(row)
+            print(f"  init={init:6s} prompts={row['n_prompts']:5d} pairs={row['n_pairs']:6d} "
+                  f"accuracy {row['accuracy']:.3f} (gold {row['gold_accuracy']:.3f})", flush=True)
+    with open(os.path.join(cfg.out_dir, "rm_data_curve.json"), "w") as f:
+        json.dump(rows, f, indent=1)
+
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    for init, marker in (("sft", "o"), ("random", "s")):
+        pts = [r for r in rows if r["init"] == init]
+        if pts:
+            ax.plot([r["n_pairs"] for r in pts], [r["accuracy"] for r in pts], marker=marker,
+                    label=f"RM init = {init}")
+    ax.axhline(rows[0]["agreement"], color="gray", ls="--", label="inter-labeler agreement")
+    ax.axhline(rows[0]["bayes_ceiling"], color="black", ls=":", label="Bayes ceiling")
+    ax.axhline(0.5, color="lightgray", lw=1)
+    ax.set_xscale("log")
+    ax.set_xlabel("training comparisons (pairs)")
+    ax.set_ylabel("held-out pairwise accuracy")
+    ax.set_title("Reward model: SFT init vs random init")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    png = os.path.join(cfg.out_dir, "rm_data_curve.png")
+    fig.savefig(png, dpi=110)
+    if cfg.publish:
+        os.makedirs(os.path.join(ROOT, "lessons", "figures"), exist_ok=True)
+        shutil.copy(png, os.path.join(ROOT, "lessons", "figures", "rm_data_curve.png"))
+    print(f"wrote {png}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,84 @@
+"""
+What the reward model can and cannot see: its accuracy split by the kind of pair.
+
+Two numbers explain most of nanorm's default results (lesson 04):
+  1. how often the SFT policy's greedy answer is correct, per family (on train and test prompts), and
+  2. the RM's expected accuracy against a held-out labeler on two kinds of pairs of SFT samples:
+       style pairs: both answers equally correct, so only length, formatting, agreement... differ;
+       fact pairs : exactly one answer is correct.
+     "Expected" uses the labeler's choice probability p instead of a sampled label (less noise), and
+     each kind is shown beside its Bayes ceiling mean max(p, 1 - p). Pairs of identical texts are dropped.
+
+    python -m nanorm.experiments.what_the_rm_sees          # after train_sft.py and train_rm.py, ~1 minute
+"""
+
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from nanorm import world
+from nanorm.config import parse_config
+from nanorm.data import sample_responses
+from nanorm.evaluate import load_policy, load_reward_model, rm_scores
+from nanorm.tokenizer import DEFAULT_RANKS, load_tokenizer
+
+
+@dataclass
+class SeeConfig:
+    sft_ckpt: str = "out/sft/ckpt.pt"
+    rm_ckpt: str = "out/rm/ckpt.pt"
+    tokenizer: str = DEFAULT_RANKS
+    n_prompts: int = 200          # validation prompts for the pair analysis
+    k: int = 6                    # SFT samples per prompt (all C(k,2) pairs are analysed)
+    n_accuracy_prompts: int = 400 # prompts per split for the greedy-accuracy table
+    labeler_seed: int = 1337      # train_rm.py's labelers (its held-out labeler A is the second to last)
+    seed: int = 0
+    threads: int = 1
+
+
+def main(argv):
+    cfg = parse_config(SeeConfig, argv)
+    torch.set_num_threads(cfg.threads)
+    device = torch.device("cpu")
+    tok = load_tokenizer(cfg.tokenizer)
+    sft, _ = load_policy(cfg.sft_ckpt, tok, device, kinds="sft")
+    rm, _ = load_reward_model(cfg.rm_ckpt, tok, device)
+
+    print("SFT greedy answers that are correct (world.features 'correct'):")
+    for split in ("train", "test"):
+        prompts = world.make_split(split, cfg.n_accuracy_prompts, seed=3)
+        texts, _, _ = sample_responses(sft, tok, [p.text for p in prompts], 48, temperature=0.0)
+        for fam in world.FAMILIES:
+            c = [bool(world.features(p, t)["correct"]) for p, t in zip(prompts, texts) if p.family == fam]
+            print(f"  {split:5s} {fam:10s} n={len(c):4d}  {np.mean(c):.3f}")
+
+    labeler = world.make_labelers(8, seed=cfg.labeler_seed)[-2]
+    prompts = world.make_split("val", cfg.n_prompts, seed=5)
+    flat = [p for p in prompts for _ in range(cfg.k)]
+    texts, finished, token_lists = sample_responses(sft, tok, [p.text for p in flat], 48,
+                                                    generator=torch.Generator().manual_seed(cfg.seed))
+    r = rm_scores(rm, tok, [p.text for p in flat], token_lists, finished, -3.0, device).numpy()
+    stats = {}
+    for i, p in enumerate(prompts):
+        for a in range(cfg.k):
+            for b in range(a + 1, cfg.k):
+                ia, ib = i * cfg.k + a, i * cfg.k + b
+                if texts[ia] == texts[ib]:
+                    continue
+                pa = labeler.p_prefer(p, texts[ia], texts[ib], finished[ia], finished[ib])
+                same = world.features(p, texts[ia])["correct"] == world.features(p, texts[ib])["correct"]
+                kind = f"{p.family:10s} {'style' if same else 'fact '}"
+                acc = pa if r[ia] > r[ib] else 1 - pa
+                stats.setdefault(kind, []).append((acc, max(pa, 1 - pa)))
+    print(f"\nRM expected accuracy vs held-out labeler {labeler.id}, by pair kind "
+          f"({cfg.n_prompts} validation prompts x {cfg.k} SFT samples):")
+    print(f"  {'family':10s} {'kind':5s} {'pairs':>6s} {'RM':>6s} {'ceiling':>8s}")
+    for kind, v in sorted(stats.items()):
+        v = np.array(v)
+        print(f"  {kind} {len(v):6d} {v[:, 0].mean():6.3f} {v[:, 1].mean():8.3f}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
