@@ -10,7 +10,7 @@ reward is the policy's own log-probability ratio against the frozen SFT model:
 
 so one supervised pass over the rankings: no sampling, no critic, no proxy score to hack on the fly.
 
-    python train_dpo.py                       # default: ~2 minutes on 2 idle CPU cores (after SFT and RM)
+    python train_dpo.py                       # default: ~1 minute on 2 idle CPU cores (after SFT and RM)
     python train_dpo.py --beta=0.5            # a stronger pull towards the SFT model
 
 Reads  : out/sft/ckpt.pt (policy init and reference), out/rm/comparisons.jsonl (training rankings),

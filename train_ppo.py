@@ -10,7 +10,7 @@ Each iteration runs six numbered steps:
   5. update    : a few epochs of minibatches of the clipped PPO loss (policy) and clipped value loss (critic)
   6. log       : proxy (RM) and gold score, KL, length, entropy, clip fraction, value loss, ...
 
-    python train_ppo.py                       # default: ~4 minutes on a 2-core CPU
+    python train_ppo.py                       # default: ~3 minutes on a 2-core CPU
     python train_ppo.py --beta=0              # no KL penalty: watch the policy hack the RM
     python train_ppo.py --kl_ctl=adaptive --kl_target=4
     python train_ppo.py --resume=out/ppo/ckpt.pt --n_iters=80    # continue a run
