@@ -12,8 +12,8 @@ Bradley-Terry pairwise loss (InstructGPT eq. 1), all C(K,2) pairs of a prompt in
     python train_rm.py --data=FILE.jsonl --sft_ckpt=out/sft_hh/ckpt.pt --tokenizer=data/hh.tiktoken   # real data
 
 Reads  : out/sft/ckpt.pt
-Writes : out/rm/comparisons.jsonl (the collected rankings), out/rm/eval_comparisons.jsonl (held-out), out/rm/ckpt.pt (weights + reward normalisation),
-         out/rm/metrics.jsonl, out/rm/eval.json
+Writes : out/rm/comparisons.jsonl (the collected rankings), out/rm/eval_comparisons.jsonl (held-out),
+         out/rm/ckpt.pt (weights + reward normalisation), out/rm/metrics.jsonl, out/rm/eval.json
 Lessons: lessons/03-reward-model.md, lessons/04-evaluating-a-reward-model.md
 """
 
