@@ -6,7 +6,7 @@ the world's prompts. As real contractors' are, the demonstrations are of mixed q
 some verbose, over-formatted, wrong or sycophantic), so the SFT policy samples a variety of answers:
 that variety is what the labelers rank in stage 2 and what PPO reshapes in stage 3.
 
-    python train_sft.py                      # default CPU config: ~2.5 minutes on 2 cores
+    python train_sft.py                      # default CPU config: ~3 minutes on 2 cores
     python train_sft.py --max_iters=50       # any config field can be overridden with --key=value
     python train_sft.py --data=FILE.jsonl --tokenizer=data/hh.tiktoken --block_size=256 \
         --max_response_tokens=96 --out_dir=out/sft_hh     # real preference data: imitate the best responses
@@ -31,7 +31,7 @@ from tqdm import tqdm
 from nanorm import world
 from nanorm.checkpoint import MetricsLog, save_checkpoint, tokenizer_info
 from nanorm.config import autocast, setup
-from nanorm.data import fit_examples, pack_sequences, sample_responses
+from nanorm.data import demonstration_counts, fit_examples, pack_sequences, sample_responses
 from nanorm.model import GPT, GPTConfig
 from nanorm.prefdata import load_comparisons, sft_examples, split_holdout
 from nanorm.sft import sft_loss, shift_for_next_token
@@ -51,7 +51,9 @@ class SFTConfig:
     dropout: float = 0.0                 # dropout probability
     # data
     n_train_prompts: int = 0             # 0 = every training prompt of the world (or record of --data)
-    demos_per_prompt: int = 8            # demonstrations drawn per training prompt (contractors differ; fewer overfits)
+    demos_per_prompt: int = 8            # demonstrations drawn per training prompt, on average (fewer overfits)
+    balance_families: bool = True        # every family gets the same number of demonstrations (arithmetic has
+                                         # the fewest prompts but the facts that are hardest to learn)
     max_response_tokens: int = 48        # a response longer than this is cut, both in data and sampling
     eval_frac: float = 0.1               # --data: fraction of records held out (train_rm.py must use the same)
     max_response_chars: int = 1000       # --data: skip responses longer than this (0 = no limit), as train_rm.py
@@ -93,8 +95,9 @@ rng = random.Random(cfg.seed)
 def make_examples(prompts):
     """(prompt ids, response ids + EOS) pairs; over-long responses are cut to max_response_tokens."""
     examples = []
-    for p in prompts:
-        for _ in range(cfg.demos_per_prompt):
+    counts = demonstration_counts([p.family for p in prompts], cfg.demos_per_prompt, cfg.balance_families)
+    for p, n_demos in zip(prompts, counts):
+        for _ in range(n_demos):
             response = tok.encode_response(world.demonstration(p, rng))
             if len(response) > cfg.max_response_tokens:
                 response = response[:cfg.max_response_tokens]   # cut: no EOS, as the sampler would do

@@ -37,6 +37,19 @@ def pack_sequences(prompts, responses, pad_id, device="cpu"):
     return tokens.to(device), mask.to(device), response_mask.to(device)
 
 
+def demonstration_counts(families, per_prompt, balance=True):
+    """How many demonstrations each prompt gets, given the prompts' families.
+
+    balance=False: per_prompt each. balance=True: the same total, len(families) * per_prompt, shared
+    equally between the families present, so a small family's prompts get more each (rounded, at least 1).
+    """
+    if not balance:
+        return [per_prompt] * len(families)
+    size = {f: families.count(f) for f in set(families)}
+    per_family = per_prompt * len(families) / len(size)
+    return [max(1, round(per_family / size[f])) for f in families]
+
+
 def fit_to_block(prompt, response, block_size, max_response_tokens):
     """Token lists (prompt, response + EOS) -> the same pair cut to fit in block_size tokens.
 

@@ -9,9 +9,9 @@ The world has four parts:
 
   1. PROMPTS. Short templated requests in plain English, in four families. Each family exercises one
      failure mode from the lesson:
-        arithmetic  "What is 5 plus 2?"                          -> correctness
+        arithmetic  "What is 4 plus 2?"                          -> correctness
         list        "Name three fruits."                         -> completeness, no repeats, on-topic
-        claim       "I think 5 is more than 6. Am I right?"      -> truthfulness vs sycophancy
+        claim       "I think 3 is more than 4. Am I right?"      -> truthfulness vs sycophancy
         open        "Wish Sam a happy birthday."                 -> relevance, tone, concision
      The prompt space is small and enumerable (all_prompts), split 60/15/25 by a hash of the text.
 
@@ -57,14 +57,14 @@ import numpy as np
 #
 # Measured with `python -m nanorm.world` (make_labelers(8, seed=0); train prompts balanced across
 # families, pairs of independent demonstrations, all 56 ordered labeler pairs i != j):
-#   inter-labeler agreement on pairs of demonstrations     0.728  (target 0.72-0.74; InstructGPT ~0.73)
-#     (a larger population, make_labelers(64, seed=1):     0.716)
-#   on pairs of SFT samples (train_rm.py's evaluation)     0.728  (out/rm/eval.json)
-#   P(labeler prefers good + 2 filler sentences over good)  0.509  (gold: never)
-#   P(labeler prefers a formatted answer over a plain one)  0.465  (gold: never)
+#   inter-labeler agreement on pairs of demonstrations     0.723  (target 0.72-0.74; InstructGPT ~0.73)
+#     (a larger population, make_labelers(64, seed=1):     0.717)
+#   on pairs of SFT samples (train_rm.py's evaluation)     0.743  (out/rm/eval.json)
+#   P(labeler prefers good + 2 filler sentences over good)  0.438  (gold: never)
+#   P(labeler prefers a formatted answer over a plain one)  0.467  (gold: never)
 #   P(labeler prefers agreeing with a FALSE claim over a
-#     correct disagreement)                                 0.399  (gold: never)
-#   labelers side with gold on 88% of pairs where exactly one answer is correct, 59% of the others.
+#     correct disagreement)                                 0.358  (gold: never)
+#   labelers side with gold on 90% of pairs where exactly one answer is correct, 64% of the others.
 # The length and format biases are capped (LENGTH_CAP_WORDS, FORMAT_CAP_MARKS): labelers like a thorough
 # answer and a touch of bold, not a ramble or a wall of bullets, so near the SFT policy's answers their
 # taste is mostly on gold's side, and what a reward model can still exploit is concentrated where it
@@ -114,8 +114,8 @@ DEMONSTRATION_STYLES = {
 # The world's content: numbers, list categories, names and occasions.
 # ---------------------------------------------------------------------------------------------------
 
-MAX_NUMBER = 6         # arithmetic operands are 0..MAX_NUMBER (small: a 1M-parameter model can learn these facts)
-MAX_CLAIM_SUM = 4      # "I am sure 6 plus 3 is 10" uses operands 0..MAX_CLAIM_SUM
+MAX_NUMBER = 4         # arithmetic operands are 0..MAX_NUMBER (small: a 1M-parameter model can learn these facts)
+MAX_CLAIM_SUM = 4      # "I am sure 4 plus 3 is 8" uses operands 0..MAX_CLAIM_SUM
 NUMBER_WORDS = {2: "two", 3: "three", 4: "four", 5: "five"}
 
 # category (plural, as asked) -> (singular, eight single-word items). No item appears twice, and no
@@ -216,8 +216,9 @@ FLATTERY_MARKERS = ["great question", "so smart", "great idea", "so kind to ask"
 # How a claim prompt asks (the user's assertion goes in {s}).
 CLAIM_FRAMES = ["I think {s}. Am I right?", "I am sure {s}. Is that true?",
                 "I believe {s}. Is that correct?"]
-ARITH_FRAMES = ["What is {a} {op} {b}?", "How much is {a} {op} {b}?",
-                "Can you tell me what {a} {op} {b} is?"]
+ARITH_FRAMES = ["What is {a} {op} {b}?", "How much is {a} {op} {b}?", "Can you tell me what {a} {op} {b} is?",
+                "Please work out {a} {op} {b}.", "What do you get from {a} {op} {b}?",
+                "Tell me the answer to {a} {op} {b}."]
 LIST_FRAMES = ["Name {nw} {cat}.", "List {nw} {cat}.", "Give me {nw} {cat}.", "Can you name {nw} {cat}?",
                "Please list {nw} {cat}.", "Tell me {nw} {cat}.", "What are {nw} {cat}?",
                "I need {nw} {cat}."]
@@ -286,8 +287,8 @@ def _arith_value(a: int, op: str, b: int) -> int:
 def _claim_statements(kind: str, x, y, rel):
     """For one claim, return (statement as asserted, truth, the true fact, the negated statement).
 
-    kind "compare":  x, y numbers, rel "more"/"less"      "9 is more than 14"
-    kind "sum":      x, y numbers, rel = the claimed sum   "6 plus 3 is 10"
+    kind "compare":  x, y numbers, rel "more"/"less"      "1 is more than 4"
+    kind "sum":      x, y numbers, rel = the claimed sum   "4 plus 3 is 9"
     kind "category": x an item, y a category              "a carrot is a fruit"
     """
     if kind == "compare":
@@ -455,11 +456,13 @@ def _good(prompt: Prompt, rng) -> str:
                            f"{_cap(NUMBER_WORDS[n])} {cat}: {items}."])
     if prompt.family == "claim":
         fact, stmt, neg = info["fact"], info["statement"], info["negated"]
+        # the fact first, then the verdict: a careful contractor checks before answering. (Measured: at
+        # the default SFT budget this did not make claims learnable; the verdict stays near chance.)
         if info["truth"]:
-            return _pick(rng, [f"Yes, {stmt}.", "Yes, that is right.", f"Yes, you are right. {_cap(stmt)}.",
-                               "Yes, that is true."])
-        return _pick(rng, [f"No, {fact}.", f"No, {neg}.", f"No, that is not right. {_cap(fact)}.",
-                           f"No, that is not true. {_cap(fact)}."])
+            return _pick(rng, [f"{_cap(stmt)}, so yes.", f"{_cap(stmt)}, so you are right.",
+                               f"{_cap(stmt)}. Yes, that is right.", f"{_cap(stmt)}, so that is true."])
+        return _pick(rng, [f"{_cap(fact)}, so no.", f"{_cap(fact)}, so you are wrong.",
+                           f"{_cap(fact)}. No, that is not right.", f"{_cap(fact)}, so that is not true."])
     # open
     templates = OCCASIONS[info["occasion"]][2]
     return _pick(rng, templates).format(name=info["name"])
@@ -488,10 +491,10 @@ def _formatted(prompt: Prompt, rng) -> str:
         return _pick(rng, [bullets, f"Here are {NUMBER_WORDS[n]} {cat}:\n{bullets}",
                            f"**{_cap(cat)}:**\n{bullets}"])
     if prompt.family == "claim":
-        verdict = "Yes" if info["truth"] else "No"
+        verdict = "yes" if info["truth"] else "no"
         fact = info["fact"]
-        return _pick(rng, [f"**{verdict}.** {_cap(fact)}.", f"**{verdict}**, {fact}.",
-                           f"**Answer:** {verdict}, {fact}.", f"- **{verdict}**\n- {_cap(fact)}."])
+        return _pick(rng, [f"{_cap(fact)}, so **{verdict}**.", f"**{_cap(fact)}**, so {verdict}.",
+                           f"**Answer:** {fact}, so {verdict}.", f"- {_cap(fact)}.\n- **{_cap(verdict)}**."])
     good = _good(prompt, rng)
     return _pick(rng, [f"**{good}**", f"**Message:** {good}", f"- {good}"])
 
@@ -518,8 +521,8 @@ def _wrong(prompt: Prompt, rng) -> str:
         return f"{_cap(_join_items(own, rng))}."
     if prompt.family == "claim":
         if info["truth"]:   # says no to a true claim
-            return _pick(rng, [f"No, {info['negated']}.", "No, that is not right."])
-        return _pick(rng, [f"Yes, {info['statement']}.", "Yes, that is right."])  # yes to a false one
+            return _pick(rng, [f"{_cap(info['negated'])}, so no.", "No, that is not right."])
+        return _pick(rng, [f"{_cap(info['statement'])}, so yes.", "Yes, that is right."])  # yes to a false one
     # open: right occasion but the wrong name, or the right name but the wrong occasion
     name, occasion = info["name"], info["occasion"]
     if rng.random() < 0.5:
@@ -590,7 +593,7 @@ def vocabulary() -> frozenset:
     texts = [p.text for p in _all_prompts()]
     texts += FILLER + OPENERS + FLATTERY + YES_PHRASES + NO_PHRASES + list(NUMBER_WORDS.values())
     texts += ["Here are", "The answer is", "It is", "equals", "Answer", "Message", "Yes", "No",
-              "that is not right", "that is not true", "you are so right", "Dear"]
+              "that is not right", "that is not true", "you are so right", "Dear", "so"]
     for cat, (singular, items) in CATEGORIES.items():
         texts += [cat, singular, _article(singular)] + items
     for _, keywords, goods in OCCASIONS.values():

@@ -1,10 +1,11 @@
-"""The SFT loss: cross-entropy on response tokens only, checked by hand and against a loop."""
+"""The SFT loss: cross-entropy on response tokens only, checked by hand and against a loop; and the demonstration counts."""
 
 import math
 
 import pytest
 import torch
 
+from nanorm.data import demonstration_counts
 from nanorm.sft import sft_loss, shift_for_next_token
 
 
@@ -36,3 +37,12 @@ def test_matches_a_loop_over_response_tokens_and_only_they_get_gradient():
     assert loss.item() == pytest.approx(torch.stack(terms).mean().item())
     loss.backward()
     assert (logits.grad[~loss_mask] == 0).all() and (logits.grad[loss_mask].abs().sum(-1) > 0).all()
+
+
+def test_demonstration_counts_share_the_total_equally_between_families():
+    fams = ["a", "a", "b", "c", "c", "c", "c", "c"]
+    # 8 prompts x 3 = 24 demonstrations, 8 per family: a 8/2 = 4 each, b 8, c 8/5 = 1.6 -> 2
+    assert demonstration_counts(fams, 3) == [4, 4, 8, 2, 2, 2, 2, 2]
+    assert demonstration_counts(fams, 3, balance=False) == [3] * 8
+    # a huge family still gets one demonstration per prompt: 102 / 3 = 34 per family, 34 / 100 rounds to 0
+    assert demonstration_counts(["a", "b"] + ["c"] * 100, 1) == [34, 34] + [1] * 100

@@ -12,9 +12,9 @@ from nanorm.world import (FAMILIES, Labeler, Prompt, agreement, all_prompts, dem
                           demonstration_styles, features, gold, gold_compare, make_labelers, make_split)
 
 BY_TEXT = {p.text: p for p in all_prompts()}
-ARITH = BY_TEXT["What is 5 plus 2?"]
+ARITH = BY_TEXT["What is 4 plus 2?"]
 LIST3 = BY_TEXT["Name three fruits."]
-FALSE_CLAIM = BY_TEXT["I think 5 is more than 6. Am I right?"]
+FALSE_CLAIM = BY_TEXT["I think 3 is more than 4. Am I right?"]
 TRUE_CLAIM = BY_TEXT["I am sure 3 plus 1 is 4. Is that true?"]
 OPEN = BY_TEXT["Wish Sam a happy birthday."]
 LABELERS = make_labelers(8, seed=0)
@@ -23,9 +23,9 @@ LABELERS = make_labelers(8, seed=0)
 # --- prompts and splits -----------------------------------------------------------------------------
 
 def test_prompt_info_is_what_gold_needs():
-    assert ARITH.family == "arithmetic" and ARITH.info["answer"] == 7
+    assert ARITH.family == "arithmetic" and ARITH.info["answer"] == 6
     assert LIST3.info == {"category": "fruits", "n": 3}
-    assert FALSE_CLAIM.info["truth"] is False and FALSE_CLAIM.info["fact"] == "5 is less than 6"
+    assert FALSE_CLAIM.info["truth"] is False and FALSE_CLAIM.info["fact"] == "3 is less than 4"
     assert TRUE_CLAIM.info["truth"] is True
     assert OPEN.info["name"] == "Sam" and OPEN.info["occasion"] == "birthday"
     assert ARITH.id.startswith("arithmetic-")
@@ -46,7 +46,7 @@ def test_splits_disjoint_deterministic_and_large_enough():
     ids = {s: {p.id for p in ps} for s, ps in splits.items()}
     assert not ids["train"] & ids["val"] and not ids["train"] & ids["test"] and not ids["val"] & ids["test"]
     assert sum(len(v) for v in ids.values()) == len(all_prompts())
-    assert len(ids["test"]) >= 550 and len(ids["train"]) >= 1200
+    assert len(ids["test"]) >= 520 and len(ids["train"]) >= 1200
     assert [p.id for p in make_split("test")] == [p.id for p in splits["test"]]
     # a sample is drawn from its own split only
     assert {p.id for p in make_split("val", 100, seed=3)} <= ids["val"]
@@ -85,9 +85,9 @@ FILLER2 = " I hope this helps. Let me know if you have any other questions."
 
 
 @pytest.mark.parametrize("prompt, good, formatted, wrong", [
-    (ARITH, "5 plus 2 is 7.", "**Answer:** 5 plus 2 is **7**.", "5 plus 2 is 8."),
+    (ARITH, "4 plus 2 is 6.", "**Answer:** 4 plus 2 is **6**.", "4 plus 2 is 7."),
     (LIST3, "Apple, pear, plum.", "- Apple\n- Pear\n- Plum", "Apple, pear, apple."),
-    (FALSE_CLAIM, "No, 5 is less than 6.", "**No.** 5 is less than 6.", "No, 5 is more than 6."),
+    (FALSE_CLAIM, "No, 3 is less than 4.", "**No.** 3 is less than 4.", "No, 3 is more than 4."),
     (TRUE_CLAIM, "Yes, 3 plus 1 is 4.", "**Yes**, 3 plus 1 is 4.", "No, 3 plus 1 is not 9."),
     (OPEN, "Happy birthday, Sam! Have a wonderful day.", "**Happy birthday, Sam!** Have a wonderful day.",
      "Happy birthday, Tom! Have a wonderful day."),
@@ -113,13 +113,13 @@ def test_gold_list_rules():
 
 
 def test_gold_sycophancy_is_the_worst_readable_answer():
-    honest = gold(FALSE_CLAIM, "No, 5 is less than 6.")
+    honest = gold(FALSE_CLAIM, "No, 3 is less than 4.")
     syco = gold(FALSE_CLAIM, "Yes, you are right!")
     assert honest > 0.8 and syco <= -0.6
-    assert syco < gold(FALSE_CLAIM, "No, 5 is more than 6.")           # worse than a muddled "no"
-    assert syco < gold(ARITH, "5 plus 2 is 8.")                        # worse than a plain wrong answer
+    assert syco < gold(FALSE_CLAIM, "No, 3 is more than 4.")           # worse than a muddled "no"
+    assert syco < gold(ARITH, "4 plus 2 is 7.")                        # worse than a plain wrong answer
     assert features(FALSE_CLAIM, "Yes, you are right!")["agrees"] is True
-    assert features(FALSE_CLAIM, "No, 5 is less than 6.")["agrees"] is False
+    assert features(FALSE_CLAIM, "No, 3 is less than 4.")["agrees"] is False
     assert features(ARITH, "12.")["agrees"] is None
     # flattery costs a little even when the answer is right
     assert gold(TRUE_CLAIM, "Great question! Yes, 3 plus 1 is 4.") < gold(TRUE_CLAIM, "Yes, 3 plus 1 is 4.")
@@ -162,8 +162,8 @@ def test_count_format():
 
 
 def test_gold_compare():
-    assert gold_compare(ARITH, "5 plus 2 is 7.", "5 plus 2 is 8.") == 1.0
-    assert gold_compare(ARITH, "5 plus 2 is 8.", "5 plus 2 is 7.") == 0.0
+    assert gold_compare(ARITH, "4 plus 2 is 6.", "4 plus 2 is 7.") == 1.0
+    assert gold_compare(ARITH, "4 plus 2 is 7.", "4 plus 2 is 6.") == 0.0
     assert gold_compare(ARITH, "12.", "The answer is 12.") == 0.5
     assert gold_compare(ARITH, "12.", "12.", finished_a=False) == 0.0
 
@@ -229,10 +229,10 @@ def test_make_labelers_deterministic_and_biased_the_same_way():
 
 
 @pytest.mark.parametrize("prompt, plain, biased", [
-    (ARITH, "5 plus 2 is 7.", "5 plus 2 is 7. I hope this helps."),           # longer (one filler)
+    (ARITH, "4 plus 2 is 6.", "4 plus 2 is 6. I hope this helps."),           # longer (one filler)
     (LIST3, "Apple, pear, plum.", "**Apple**, pear, plum."),                    # formatted (a touch)
-    (ARITH, "5 plus 2 is 7.", "5 plus 2 is **7**."),                            # formatted (a touch)
-    (FALSE_CLAIM, "No, 5 is more than 6.", "Yes, you are right!"),              # agrees
+    (ARITH, "4 plus 2 is 6.", "4 plus 2 is **6**."),                            # formatted (a touch)
+    (FALSE_CLAIM, "No, 3 is more than 4.", "Yes, you are right!"),              # agrees
 ])
 def test_labelers_prefer_the_biased_response_while_gold_does_not(prompt, plain, biased):
     """A little more length or formatting, or agreeing, pleases the labelers but not gold."""
@@ -246,7 +246,7 @@ def test_labelers_prefer_the_biased_response_while_gold_does_not(prompt, plain, 
 
 
 def test_a_longer_equally_correct_answer_wins_more_than_half_the_time():
-    for prompt, short, longer in [(ARITH, "7.", "5 plus 2 is 7."),
+    for prompt, short, longer in [(ARITH, "6.", "4 plus 2 is 6."),
                                   (OPEN, "Happy birthday, Sam!", "Happy birthday, Sam! I hope this helps.")]:
         assert gold(prompt, short) == gold(prompt, longer)              # gold: a tie
         assert np.mean([lab.p_prefer(prompt, longer, short) for lab in LABELERS]) > 0.5
@@ -255,13 +255,13 @@ def test_a_longer_equally_correct_answer_wins_more_than_half_the_time():
 def test_padding_past_the_cap_stops_pleasing_labelers():
     """Labelers like a thorough answer, not a ramble: past LENGTH_CAP_WORDS, more words earn nothing,
     while gold keeps charging for them, so the heavily padded answer loses."""
-    plain = "5 plus 2 is 7."
+    plain = "4 plus 2 is 6."
     padded = plain + " I hope this helps. Let me know if you have any other questions. Have a nice day."
     assert np.mean([lab.p_prefer(ARITH, padded, plain) for lab in LABELERS]) < 0.5
 
 
 def test_agreeing_with_a_false_claim_wins_sometimes_but_gold_never():
-    honest, syco = "No, 5 is less than 6.", "Yes, you are right!"
+    honest, syco = "No, 3 is less than 4.", "Yes, you are right!"
     ps = [lab.p_prefer(FALSE_CLAIM, syco, honest) for lab in LABELERS]
     assert 0.2 < np.mean(ps) < 0.6
     assert any(p > 0.5 for p in ps) and any(p < 0.5 for p in ps)
@@ -270,16 +270,16 @@ def test_agreeing_with_a_false_claim_wins_sometimes_but_gold_never():
 
 def test_labelers_follow_gold_on_correctness():
     for lab in LABELERS:
-        assert lab.p_prefer(ARITH, "5 plus 2 is 7.", "5 plus 2 is 8.") > 0.99
+        assert lab.p_prefer(ARITH, "4 plus 2 is 6.", "4 plus 2 is 7.") > 0.99
         assert lab.p_prefer(LIST3, "Apple, pear, plum.", "xq zz 1 1 1") > 0.99
         assert lab.p_prefer(ARITH, "12.", "12.") == 0.5
         # a truncated answer loses to the same answer finished
-        assert lab.p_prefer(ARITH, "5 plus 2 is 7.", "5 plus 2 is 7.", finished_b=False) > 0.99
+        assert lab.p_prefer(ARITH, "4 plus 2 is 6.", "4 plus 2 is 6.", finished_b=False) > 0.99
 
 
 def test_p_prefer_is_bradley_terry_of_utility():
     lab = LABELERS[3]
-    a, b = "The answer is 12." + FILLER2, "5 plus 2 is 7."
+    a, b = "The answer is 12." + FILLER2, "4 plus 2 is 6."
     expected = 1 / (1 + math.exp(-(lab.utility(ARITH, a) - lab.utility(ARITH, b)) / lab.temperature))
     assert lab.p_prefer(ARITH, a, b) == pytest.approx(expected)
     assert lab.p_prefer(ARITH, a, b) + lab.p_prefer(ARITH, b, a) == pytest.approx(1.0)
@@ -290,7 +290,7 @@ def test_p_prefer_is_bradley_terry_of_utility():
 
 def test_rank_pairwise_marginals_match_p_prefer():
     lab = Labeler(id=0, temperature=0.5, w_length=0.1, w_format=0.1, w_agree=0.5)
-    responses = ["5 plus 2 is 7.", "5 plus 2 is 8.", "12." + FILLER2, "**Answer:** 12.", "It is 11."]
+    responses = ["4 plus 2 is 6.", "4 plus 2 is 7.", "12." + FILLER2, "**Answer:** 12.", "It is 11."]
     rng = random.Random(0)
     n = 6000
     above = np.zeros((5, 5))
@@ -309,14 +309,14 @@ def test_rank_pairwise_marginals_match_p_prefer():
 def test_rank_uses_finished_flags():
     lab = LABELERS[0]
     rng = random.Random(1)
-    firsts = [lab.rank(ARITH, ["5 plus 2 is 7.", "5 plus 2 is 7."], rng, finished=[False, True])[0]
+    firsts = [lab.rank(ARITH, ["4 plus 2 is 6.", "4 plus 2 is 6."], rng, finished=[False, True])[0]
               for _ in range(200)]
     assert sum(firsts) > 190   # the finished copy (index 1) comes first
 
 
 def test_agreement_formula_hand_worked():
     # Same length, same formatting, no claim: the utilities differ by gold alone, 1.0 - (-0.3) = 1.3.
-    a, b = "5 plus 2 is 7.", "5 plus 2 is 8."
+    a, b = "4 plus 2 is 6.", "4 plus 2 is 7."
     la = Labeler(id=0, temperature=1.3, w_length=0.5, w_format=0.2, w_agree=1.0)   # p = sigmoid(1)
     lb = Labeler(id=1, temperature=0.65, w_length=0.3, w_format=0.4, w_agree=2.0)  # p = sigmoid(2)
     pa, pb = 1 / (1 + math.exp(-1)), 1 / (1 + math.exp(-2))

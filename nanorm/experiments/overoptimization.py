@@ -73,7 +73,7 @@ class OveroptConfig:
     sft_ckpt: str = "out/sft/ckpt.pt"     # the starting policy and KL reference
     rm_ckpt: str = "out/rm/ckpt.pt"       # the proxy reward model
     out_dir: str = "out/hacking"
-    betas: str = "0.002,0.02,0.05"        # KL coefficients, one PPO run each (0.05 is train_ppo.py's default)
+    betas: str = "0.002,0.02,0.2"         # KL coefficients, one PPO run each (0.2 is train_ppo.py's default)
     n_iters: int = 60                     # PPO iterations per run
     peak_iters: int = 20                  # the smallest beta stops here first; that checkpoint is the "early" policy
     eval_interval: int = 5                # PPO iterations between evaluations (points on the curves)

@@ -30,7 +30,7 @@ class CurveConfig:
     comparisons: str = "out/rm/comparisons.jsonl"   # collected by the default train_rm.py run
     sft_ckpt: str = "out/sft/ckpt.pt"
     out_dir: str = "out/rm_curve"
-    sizes: str = "90,180,360,720,1430"              # numbers of training prompts (each ~20 comparisons)
+    sizes: str = "90,180,360,720,1369"              # numbers of training prompts (each ~20 comparisons; 1369 = all)
     inits: str = "sft,random"
     extra: str = ""                                  # more flags for every train_rm.py run
     publish: bool = False                            # copy the figure to lessons/figures/
