@@ -12,6 +12,8 @@ Real dialogues can be longer than the model's block: `fit_to_block` keeps a resp
 and the prompt's LAST tokens (the latest turns and the template's final "Assistant:").
 """
 
+from collections import Counter
+
 import torch
 
 from nanorm.config import autocast
@@ -45,7 +47,7 @@ def demonstration_counts(families, per_prompt, balance=True):
     """
     if not balance:
         return [per_prompt] * len(families)
-    size = {f: families.count(f) for f in set(families)}
+    size = Counter(families)
     per_family = per_prompt * len(families) / len(size)
     return [max(1, round(per_family / size[f])) for f in families]
 
