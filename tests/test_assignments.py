@@ -128,6 +128,8 @@ def run_student_suite(student, xml_path):
         file = case.get("classname").replace(".", "/") + ".py"
         labels = [p.get("value") for p in case.iter("property") if p.get("name") == "exercise"]
         labels = [l for l in ",".join(labels).split(",") if l]
+        if any(c.tag == "skipped" for c in case):   # e.g. the real-data tests where shared/realdata is absent:
+            continue                                  # a skipped test neither passes nor fails its exercise
         bad = [c for c in case if c.tag in ("failure", "error")]
         # the failure itself, and what the test printed (a script run in a subprocess may only print its error)
         shown = bad + [c for c in case if c.tag in ("system-out", "system-err")] if bad else []
@@ -156,7 +158,7 @@ def test_student_copy_fails_exactly_the_graded_tests(tmp_path):
     results = run_student_suite(student, tmp_path / "junit.xml")
     graded = {t for t, (labels, _, _) in results.items() if labels}
     failing = {t for t, (_, failed, _) in results.items() if failed}
-    assert len(results) > 50 and graded
+    assert len(results) > 50 and graded   # (skipped tests are left out of results)
     assert not failing - graded, ("these tests fail in the student copy but carry no exercise marker; add "
                                   "@pytest.mark.exercise(...) with every exercise they run (python -m "
                                   f"nanorm.assignments --audit=true lists them): {sorted(failing - graded)}")

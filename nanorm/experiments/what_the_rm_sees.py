@@ -3,13 +3,15 @@ What the reward model can and cannot see: its accuracy split by the kind of pair
 
 Two numbers explain most of nanorm's default results (lesson 04):
   1. how often the SFT policy's greedy answer is correct, per family (on train and test prompts), and
-  2. the RM's expected accuracy against a held-out labeler on two kinds of pairs of SFT samples:
+  2. the RM's expected accuracy against held-out labeler A on two kinds of pairs of SFT samples:
        style pairs: both answers equally correct, so only length, formatting, agreement... differ;
        fact pairs : exactly one answer is correct.
-     "Expected" uses the labeler's choice probability p instead of a sampled label (less noise), and
-     each kind is shown beside its Bayes ceiling mean max(p, 1 - p). Pairs of identical texts are dropped.
+     "Expected" uses the labeler's choice probability p instead of a sampled label (less noise). Each
+     kind is shown beside the expected agreement of held-out labelers A and B on the same pairs (the
+     bar train_rm.py compares the RM with) and the Bayes ceiling mean max(p, 1 - p). Pairs of identical
+     texts are dropped.
 
-    python -m nanorm.experiments.what_the_rm_sees          # after train_sft.py and train_rm.py, ~1 minute
+    python -m nanorm.experiments.what_the_rm_sees          # after train_sft.py and train_rm.py, ~15 seconds
 """
 
 import sys
@@ -54,7 +56,7 @@ def main(argv):
             c = [bool(world.features(p, t)["correct"]) for p, t in zip(prompts, texts) if p.family == fam]
             print(f"  {split:5s} {fam:10s} n={len(c):4d}  {np.mean(c):.3f}")
 
-    labeler = world.make_labelers(8, seed=cfg.labeler_seed)[-2]
+    labeler, other = world.make_labelers(8, seed=cfg.labeler_seed)[-2:]   # held-out labelers A and B
     prompts = world.make_split("val", cfg.n_prompts, seed=5)
     flat = [p for p in prompts for _ in range(cfg.k)]
     texts, finished, token_lists = sample_responses(sft, tok, [p.text for p in flat], 48,
@@ -71,13 +73,16 @@ def main(argv):
                 same = world.features(p, texts[ia])["correct"] == world.features(p, texts[ib])["correct"]
                 kind = f"{p.family:10s} {'style' if same else 'fact '}"
                 acc = pa if r[ia] > r[ib] else 1 - pa
-                stats.setdefault(kind, []).append((acc, max(pa, 1 - pa)))
+                agree = world.agreement(labeler, other, p, texts[ia], texts[ib], finished[ia], finished[ib])
+                stats.setdefault(kind, []).append((acc, agree, max(pa, 1 - pa)))
     print(f"\nRM expected accuracy vs held-out labeler {labeler.id}, by pair kind "
           f"({cfg.n_prompts} validation prompts x {cfg.k} SFT samples):")
-    print(f"  {'family':10s} {'kind':5s} {'pairs':>6s} {'RM':>6s} {'ceiling':>8s}")
+    print(f"  {'family':10s} {'kind':5s} {'pairs':>6s} {'RM':>6s} {'A vs B':>7s} {'ceiling':>8s}")
     for kind, v in sorted(stats.items()):
         v = np.array(v)
-        print(f"  {kind} {len(v):6d} {v[:, 0].mean():6.3f} {v[:, 1].mean():8.3f}")
+        print(f"  {kind} {len(v):6d} {v[:, 0].mean():6.3f} {v[:, 1].mean():7.3f} {v[:, 2].mean():8.3f}")
+    v = np.array([row for rows in stats.values() for row in rows])
+    print(f"  {'all':16s} {len(v):6d} {v[:, 0].mean():6.3f} {v[:, 1].mean():7.3f} {v[:, 2].mean():8.3f}")
 
 
 if __name__ == "__main__":
