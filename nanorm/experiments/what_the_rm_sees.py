@@ -1,8 +1,8 @@
 """
 What the reward model can and cannot see: its accuracy split by the kind of pair.
 
-Two numbers explain most of nanorm's default results (lesson 04):
-  1. how often the SFT policy's greedy answer is correct, per family (on train and test prompts), and
+Three tables explain most of nanorm's default results (lesson 04):
+  1. how often the SFT policy's greedy answer is correct, per family (on train and test prompts),
   2. the RM's expected accuracy against held-out labeler A on two kinds of pairs of SFT samples:
        style pairs: both answers equally correct, so only length, formatting, agreement... differ;
        fact pairs : exactly one answer is correct.
@@ -10,10 +10,14 @@ Two numbers explain most of nanorm's default results (lesson 04):
      kind is shown beside the expected agreement of held-out labelers A and B on the same pairs (the
      bar train_rm.py compares the RM with) and the Bayes ceiling mean max(p, 1 - p). Pairs of identical
      texts are dropped.
+  3. for the fact pairs, how often the RM scores the correct answer higher, split by the wrong answer's
+     mistake (a wrong sum said bare or as a full statement; another person's name or another occasion),
+     and not against a labeler: these are the facts gold and every labeler agree on.
 
     python -m nanorm.experiments.what_the_rm_sees          # after train_sft.py and train_rm.py, ~15 seconds
 """
 
+import re
 import sys
 from dataclasses import dataclass
 
@@ -62,7 +66,7 @@ def main(argv):
     texts, finished, token_lists = sample_responses(sft, tok, [p.text for p in flat], 48,
                                                     generator=torch.Generator().manual_seed(cfg.seed))
     r = rm_scores(rm, tok, [p.text for p in flat], token_lists, finished, -3.0, device).numpy()
-    stats = {}
+    stats, mistakes = {}, {}
     for i, p in enumerate(prompts):
         for a in range(cfg.k):
             for b in range(a + 1, cfg.k):
@@ -75,6 +79,9 @@ def main(argv):
                 acc = pa if r[ia] > r[ib] else 1 - pa
                 agree = world.agreement(labeler, other, p, texts[ia], texts[ib], finished[ia], finished[ib])
                 stats.setdefault(kind, []).append((acc, agree, max(pa, 1 - pa)))
+                if not same:   # a fact pair: does the RM score the correct answer higher?
+                    good, bad = (ia, ib) if world.features(p, texts[ia])["correct"] else (ib, ia)
+                    mistakes.setdefault(mistake_kind(p, texts[bad]), []).append(float(r[good] > r[bad]))
     print(f"\nRM expected accuracy vs held-out labeler {labeler.id}, by pair kind "
           f"({cfg.n_prompts} validation prompts x {cfg.k} SFT samples):")
     print(f"  {'family':10s} {'kind':5s} {'pairs':>6s} {'RM':>6s} {'A vs B':>7s} {'ceiling':>8s}")
@@ -83,6 +90,20 @@ def main(argv):
         print(f"  {kind} {len(v):6d} {v[:, 0].mean():6.3f} {v[:, 1].mean():7.3f} {v[:, 2].mean():8.3f}")
     v = np.array([row for rows in stats.values() for row in rows])
     print(f"  {'all':16s} {len(v):6d} {v[:, 0].mean():6.3f} {v[:, 1].mean():7.3f} {v[:, 2].mean():8.3f}")
+    print("\nFact pairs by the wrong answer's mistake: how often the RM scores the correct answer higher")
+    for kind, v in sorted(mistakes.items()):
+        print(f"  {kind:40s} {len(v):5d} pairs  {np.mean(v):.3f}")
+
+
+def mistake_kind(prompt, wrong):
+    """A coarse label for what is wrong with a wrong answer (arithmetic and open notes are split)."""
+    if prompt.family == "arithmetic":
+        restated = re.search(r"\d+ (plus|minus) \d+ (is|equals) \d+", wrong.replace("*", "")) is not None
+        return "arithmetic: states 'a op b is c'" if restated else "arithmetic: number only"
+    if prompt.family == "open":
+        names = set(world.words(wrong)) & set(world.NAMES)
+        return "open: another name" if names - {prompt.info["name"]} else "open: wrong occasion, or no note"
+    return f"{prompt.family}: any"
 
 
 if __name__ == "__main__":
