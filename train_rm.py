@@ -9,6 +9,7 @@ Bradley-Terry pairwise loss (InstructGPT eq. 1), all C(K,2) pairs of a prompt in
 
     python train_rm.py                        # world: collect comparisons from SFT samples, train, evaluate
     python train_rm.py --init=random          # same architecture, trained from scratch (no SFT init)
+    python train_rm.py --rounds=2             # rank every training prompt twice: twice the comparisons
     python train_rm.py --data=FILE.jsonl --sft_ckpt=out/sft_hh/ckpt.pt --tokenizer=data/hh.tiktoken   # real data
 
 Reads  : out/sft/ckpt.pt
@@ -48,6 +49,8 @@ class RMConfig:
     init: str = "sft"                    # sft: copy the SFT trunk (the document's choice) | random: from scratch
     data: str = ""                       # empty: collect comparisons in the world; else a JSONL of comparisons
     n_prompts: int = 0                   # training prompts (world) or records (file) to use; 0 = all
+    rounds: int = 1                      # world: rankings per training prompt, each of fresh samples by a
+                                         # freshly drawn labeler (more comparisons without more prompts)
     # data collection (world only)
     k_min: int = 4                       # each prompt gets K ~ U{k_min..k_max} SFT samples (InstructGPT: 4..9)
     k_max: int = 9
@@ -75,6 +78,7 @@ class RMConfig:
         assert self.init in ("sft", "random"), "--init must be sft or random"
         assert 2 <= self.k_min <= self.k_max, "need 2 <= k_min <= k_max"
         assert self.n_labelers >= 3, "need at least one training labeler and two held-out ones"
+        assert self.rounds >= 1, "--rounds must be at least 1"
 
 
 cfg, device = setup(RMConfig, sys.argv[1:])   # parse --key=value flags, print them, pick the device, seed
@@ -139,7 +143,8 @@ if cfg.data:   # real (or previously collected) comparisons from a file
 else:
     is_world = True
     t0 = time.time()
-    train_records = collect(world.make_split("train", cfg.n_prompts or None, seed=cfg.seed),
+    train_prompts = world.make_split("train", cfg.n_prompts or None, seed=cfg.seed)
+    train_records = collect([p for p in train_prompts for _ in range(cfg.rounds)],
                             lambda r: r.choice(train_labelers), rng)
     write_comparisons(os.path.join(cfg.out_dir, "comparisons.jsonl"), train_records)
     print(f"collected {len(train_records)} rankings in {time.time() - t0:.0f}s -> {cfg.out_dir}/comparisons.jsonl")

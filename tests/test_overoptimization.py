@@ -73,8 +73,15 @@ def run(*args, module=False):
 def test_overoptimization_smoke(tmp_path):
     run("train_sft.py", "--n_layer=1", "--n_head=2", "--n_embd=32", "--max_iters=20", "--n_eval_prompts=16",
         f"--out_dir={tmp_path}/sft")
-    run("train_rm.py", f"--sft_ckpt={tmp_path}/sft/ckpt.pt", "--n_prompts=20", "--n_eval_prompts=10",
+    run("train_rm.py", f"--sft_ckpt={tmp_path}/sft/ckpt.pt", "--n_prompts=10", "--rounds=2", "--n_eval_prompts=10",
         f"--out_dir={tmp_path}/rm")
+    # --rounds=2: every training prompt ranked twice, each time on fresh samples
+    records = [json.loads(line) for line in open(tmp_path / "rm" / "comparisons.jsonl")]
+    by_prompt = {}
+    for rec in records:
+        by_prompt.setdefault(rec["prompt"], []).append(rec["responses"])
+    assert len(records) == 20 and len(by_prompt) == 10 and all(len(v) == 2 for v in by_prompt.values())
+    assert any(a != b for a, b in by_prompt.values())
     out = run("nanorm.experiments.overoptimization", "--smoke=true", f"--sft_ckpt={tmp_path}/sft/ckpt.pt",
               f"--rm_ckpt={tmp_path}/rm/ckpt.pt", f"--out_dir={tmp_path}/hacking", "--betas=0.01,0.05", module=True)
     assert "fits to gold - gold(SFT)" in out
