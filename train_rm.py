@@ -49,11 +49,11 @@ class RMConfig:
     init: str = "sft"                    # sft: copy the SFT trunk (the document's choice) | random: from scratch
     data: str = ""                       # empty: collect comparisons in the world; else a JSONL of comparisons
     n_prompts: int = 0                   # training prompts (world) or records (file) to use; 0 = all
-    rounds: int = 1                      # world: rankings per training prompt, each of fresh samples by a
-                                         # freshly drawn labeler (more comparisons without more prompts)
     # data collection (world only)
     k_min: int = 4                       # each prompt gets K ~ U{k_min..k_max} SFT samples (InstructGPT: 4..9)
     k_max: int = 9
+    rounds: int = 1                      # rankings per training prompt, each of fresh samples by a freshly
+                                         # drawn labeler (more comparisons without more prompts)
     n_labelers: int = 8                  # labelers 0..n-3 label training data; the last two are held out
     temperature: float = 1.0             # SFT sampling temperature for the responses to rank
     # optimisation

@@ -14,7 +14,7 @@ Three tables explain most of nanorm's default results (lesson 04):
      mistake (a wrong sum said bare or as a full statement; another person's name or another occasion),
      and not against a labeler: these are the facts gold and every labeler agree on.
 
-    python -m nanorm.experiments.what_the_rm_sees          # after train_sft.py and train_rm.py, ~15 seconds
+    python -m nanorm.experiments.what_the_rm_sees          # after train_sft.py and train_rm.py, ~10 seconds
 """
 
 import re
@@ -74,13 +74,14 @@ def main(argv):
                 if texts[ia] == texts[ib]:
                     continue
                 pa = labeler.p_prefer(p, texts[ia], texts[ib], finished[ia], finished[ib])
-                same = world.features(p, texts[ia])["correct"] == world.features(p, texts[ib])["correct"]
+                correct_a, correct_b = (world.features(p, texts[j])["correct"] for j in (ia, ib))
+                same = correct_a == correct_b
                 kind = f"{p.family:10s} {'style' if same else 'fact '}"
                 acc = pa if r[ia] > r[ib] else 1 - pa
                 agree = world.agreement(labeler, other, p, texts[ia], texts[ib], finished[ia], finished[ib])
                 stats.setdefault(kind, []).append((acc, agree, max(pa, 1 - pa)))
                 if not same:   # a fact pair: does the RM score the correct answer higher?
-                    good, bad = (ia, ib) if world.features(p, texts[ia])["correct"] else (ib, ia)
+                    good, bad = (ia, ib) if correct_a else (ib, ia)
                     mistakes.setdefault(mistake_kind(p, texts[bad]), []).append(float(r[good] > r[bad]))
     print(f"\nRM expected accuracy vs held-out labeler {labeler.id}, by pair kind "
           f"({cfg.n_prompts} validation prompts x {cfg.k} SFT samples):")
