@@ -5,7 +5,8 @@ import json
 
 import pytest
 
-from nanorm.bench import generation, pipeline, reward_model, train_step
+from nanorm import world
+from nanorm.bench import generation, gpu_config, pipeline, reward_model, train_step
 
 
 @pytest.fixture(autouse=True)
@@ -57,3 +58,12 @@ def test_pipeline_runs_a_stage_and_reports_it(tmp_path):
     assert sft["exit_status"] == 0 and sft["seconds"] > 0 and sft["peak_rss_mib"] > 0
     assert set(sft["key_results"]) == {"eos_rate", "gold_mean", "val_loss"}
     assert 0.0 <= sft["key_results"]["eos_rate"] <= 1.0
+
+
+def test_gpu_config_asks_for_no_more_prompts_than_the_world_has():
+    # it once asked for 583 test prompts after the world shrank to 544, and failed on its first GPU run
+    size = {split: len(world.make_split(split)) for split in world.SPLITS}
+    flags = gpu_config.FLAGS
+    assert flags["sft"]["n_eval_prompts"] <= size["test"]      # train_sft.py samples test prompts at the end
+    assert flags["rm"]["n_eval_prompts"] <= size["val"]        # train_rm.py holds out validation prompts
+    assert flags["ppo"]["n_eval_prompts"] <= size["val"] and flags["ppo"]["n_test_prompts"] <= size["test"]

@@ -10,6 +10,7 @@ import sys
 import numpy as np
 import pytest
 
+from nanorm.checkpoint import read_jsonl
 from nanorm.experiments.overoptimization import fit_bon, fit_rl, kl_bon, predict
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -103,5 +104,21 @@ def test_overoptimization_smoke(tmp_path):
     proxies = [p["proxy"] for p in bon]
     assert proxies == sorted(proxies)            # a prefix's best RM score can only grow with n
     assert len(res["examples"]) == 4 and {"sft", "early", "final"} <= set(res["examples"][0])
+
     for path in res["figures"].values():
         assert path.endswith(".png") and os.path.getsize(path) > 1000
+
+    # the three analysis experiments run on the same checkpoints and print every row of their tables
+    ckpts = [f"--sft_ckpt={tmp_path}/sft/ckpt.pt", f"--rm_ckpt={tmp_path}/rm/ckpt.pt"]
+    out = run("nanorm.experiments.headroom", *ckpts, "--n_prompts=12", "--n=3", module=True)
+    rows = {line.split()[0]: [float(x) for x in line.split()[1:]] for line in out.splitlines()[2:]}
+    assert set(rows) == {"gold", "labelers", "rm", "length"} and all(len(v) == 5 for v in rows.values())
+    assert all(0.0 <= x <= 1.0 for v in rows.values() for x in v)
+    out = run("nanorm.experiments.what_the_rm_sees", *ckpts, "--n_prompts=12", "--k=3", "--n_accuracy_prompts=8",
+              module=True)
+    assert "ceiling" in out and "\n  all " in out
+    out = run("nanorm.experiments.contrast_pairs", f"--comparisons={tmp_path}/rm/comparisons.jsonl",
+              f"--sft_ckpt={tmp_path}/sft/ckpt.pt", f"--out_dir={tmp_path}/contrast", "--train=false", module=True)
+    rankings = read_jsonl(tmp_path / "contrast" / "rankings" / "train_comparisons.jsonl")
+    both = read_jsonl(tmp_path / "contrast" / "with_contrasts" / "train_comparisons.jsonl")
+    assert both[:len(rankings)] == rankings and all(len(r["responses"]) == 2 for r in both[len(rankings):])

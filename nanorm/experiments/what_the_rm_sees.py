@@ -13,10 +13,16 @@ Three tables explain most of nanorm's default results (lesson 04):
   3. for the fact pairs, how often the RM scores the correct answer higher, split by the wrong answer's
      mistake (a wrong sum said bare or as a full statement; another person's name or another occasion),
      and not against a labeler: these are the facts gold and every labeler agree on.
+  4. minimal pairs: the SFT model's own correct greedy answer against the same text with ONE fact changed
+     (another number, another name, an item of another category, the opposite verdict; minimal_edit).
+     Nothing else differs, so no length or style cue can stand in for the check: at 0.5 the RM does
+     not check that fact at all, and table 3's accuracy came from things that travel with mistakes.
+     Held-out labeler A's expected preference on the same pairs is printed beside it.
 
-    python -m nanorm.experiments.what_the_rm_sees          # after train_sft.py and train_rm.py, ~10 seconds
+    python -m nanorm.experiments.what_the_rm_sees          # after train_sft.py and train_rm.py, ~15 seconds
 """
 
+import random
 import re
 import sys
 from dataclasses import dataclass
@@ -41,21 +47,26 @@ class SeeConfig:
     n_accuracy_prompts: int = 400 # prompts per split for the greedy-accuracy table
     labeler_seed: int = 1337      # train_rm.py's labelers (its held-out labeler A is the second to last)
     seed: int = 0
-    threads: int = 1
+    threads: int = 1              # torch CPU threads; 0 = torch's default
+    device: str = "cpu"           # cpu (the numbers quoted in lesson 04) | cuda (a bigger model's checkpoints)
 
 
 def main(argv):
     cfg = parse_config(SeeConfig, argv)
-    torch.set_num_threads(cfg.threads)
-    device = torch.device("cpu")
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = torch.device(cfg.device)
     tok = load_tokenizer(cfg.tokenizer)
     sft, _ = load_policy(cfg.sft_ckpt, tok, device, kinds="sft")
     rm, _ = load_reward_model(cfg.rm_ckpt, tok, device)
 
     print("SFT greedy answers that are correct (world.features 'correct'):")
+    greedy = []   # (prompt, greedy answer) of both splits, for table 4
     for split in ("train", "test"):
         prompts = world.make_split(split, cfg.n_accuracy_prompts, seed=3)
-        texts, _, _ = sample_responses(sft, tok, [p.text for p in prompts], 48, temperature=0.0)
+        texts, _, _ = sample_responses(sft, tok, [p.text for p in prompts], 48, temperature=0.0,
+                                          device=device)
+        greedy += list(zip(prompts, texts))
         for fam in world.FAMILIES:
             c = [bool(world.features(p, t)["correct"]) for p, t in zip(prompts, texts) if p.family == fam]
             print(f"  {split:5s} {fam:10s} n={len(c):4d}  {np.mean(c):.3f}")
@@ -64,7 +75,8 @@ def main(argv):
     prompts = world.make_split("val", cfg.n_prompts, seed=5)
     flat = [p for p in prompts for _ in range(cfg.k)]
     texts, finished, token_lists = sample_responses(sft, tok, [p.text for p in flat], 48,
-                                                    generator=torch.Generator().manual_seed(cfg.seed))
+                                                    generator=torch.Generator(device).manual_seed(cfg.seed),
+                                                    device=device)
     r = rm_scores(rm, tok, [p.text for p in flat], token_lists, finished, -3.0, device).numpy()
     stats, mistakes = {}, {}
     for i, p in enumerate(prompts):
@@ -94,6 +106,62 @@ def main(argv):
     print("\nFact pairs by the wrong answer's mistake: how often the RM scores the correct answer higher")
     for kind, v in sorted(mistakes.items()):
         print(f"  {kind:40s} {len(v):5d} pairs  {np.mean(v):.3f}")
+
+    # 4. minimal pairs: the greedy answers of table 1 (both splits), where correct, against one edit each
+    rng, pairs = random.Random(cfg.seed), []
+    for p, t in greedy:
+        edited = minimal_edit(p, t, rng) if world.features(p, t)["correct"] else None
+        if edited is not None:
+            pairs.append((p, t, edited))
+    if not pairs:
+        print("\nMinimal pairs: none (no greedy answer was correct, so there is nothing to edit)")
+        return
+    flat_p = [p.text for p, _, _ in pairs for _ in range(2)]
+    flat_t = [tok.encode_response(x) for _, t, e in pairs for x in (t, e)]
+    r = rm_scores(rm, tok, flat_p, flat_t, [True] * len(flat_t), -3.0, device).view(-1, 2)
+    print("\nMinimal pairs: a correct greedy answer vs the same text with one fact changed; how often the RM")
+    print("scores the correct one higher, and labeler A's expected preference for it:")
+    for fam in world.FAMILIES:
+        rows = [i for i, (p, _, _) in enumerate(pairs) if p.family == fam]
+        if rows:
+            rm_right = (r[rows, 0] > r[rows, 1]).float().mean().item()
+            a_right = np.mean([labeler.p_prefer(*pairs[i]) for i in rows])
+            print(f"  {fam:10s} {len(rows):4d} pairs  RM {rm_right:.3f}  labeler A {a_right:.3f}  "
+                  f"e.g. {pairs[rows[0]][1]!r} vs {pairs[rows[0]][2]!r}")
+
+
+def minimal_edit(prompt, text, rng):
+    """`text` (a correct answer) with one fact changed so that it is wrong, or None if no such edit is found.
+
+    arithmetic: the last number becomes another number 0..8; open: the person's name becomes another
+    name; list: one item becomes an item of another category; claim: the last verdict word flips
+    (yes/no, right/wrong, true/false, correct/incorrect). The result is checked with world.features."""
+    spots = [m for m in re.finditer(r"[A-Za-z]+|\d+", text) if _swaps(prompt, m.group())]
+    if prompt.family in ("arithmetic", "claim"):
+        spots = spots[-1:]   # the answer's number / the verdict: the last one in the text
+    for m in rng.sample(spots, len(spots)):
+        edited = text[:m.start()] + rng.choice(_swaps(prompt, m.group())) + text[m.end():]
+        if not world.features(prompt, edited)["correct"]:
+            return edited
+    return None
+
+
+_VERDICT_FLIP = {"yes": "no", "no": "yes", "right": "wrong", "wrong": "right", "true": "false", "false": "true",
+                 "correct": "incorrect", "incorrect": "correct"}
+
+
+def _swaps(prompt, word):
+    """The words `word` may be replaced with in a minimal edit of an answer to `prompt` (case kept)."""
+    case = (lambda w: w.capitalize()) if word[:1].isupper() else (lambda w: w)
+    if prompt.family == "arithmetic" and word.isdigit():
+        return [str(n) for n in range(9) if str(n) != word]
+    if prompt.family == "open" and word in world.NAMES:
+        return [n for n in world.NAMES if n != word]
+    if prompt.family == "list" and word.lower() in world.ITEM_TO_CATEGORY:
+        return [case(i) for i, c in world.ITEM_TO_CATEGORY.items() if c != world.ITEM_TO_CATEGORY[word.lower()]]
+    if prompt.family == "claim" and word.lower() in _VERDICT_FLIP:
+        return [case(_VERDICT_FLIP[word.lower()])]
+    return []
 
 
 def mistake_kind(prompt, wrong):

@@ -1,0 +1,112 @@
+"""
+Can the reward model learn to check a fact? Teach it with contrast pairs, and see what that buys.
+
+what_the_rm_sees's minimal-pair table shows the default RM at about chance when a correct answer and the
+same text with one fact changed are put side by side: from 26k ordinary comparisons it learned what
+travels with mistakes (length, junk), not the check itself. This experiment adds a second kind of
+comparison to train_rm.py's collected rankings. For up to `per_ranking` correct answers of each ranking
+it writes a copy with one fact changed (what_the_rm_sees.minimal_edit: the edit a careful labeler makes
+to build a test question) and has the ranking's own labeler compare the two. Each contrast is a record
+of K = 2. Then it trains two reward models with `train_rm.py --data` and the default settings, one on
+the rankings alone and one on rankings + contrasts (both evaluated as usual, on the same fresh
+validation rankings), and runs what_the_rm_sees on each.
+
+    python -m nanorm.experiments.contrast_pairs        # after train_sft.py and train_rm.py, ~3.5 minutes
+    # -> out/rm_contrast/{rankings,with_contrasts}/: each a train_rm.py output folder with its ckpt.pt
+
+Lesson 04 reads the result: the check is learnable in one epoch, and learning it is not the same as
+agreeing with the labelers more often.
+"""
+
+import os
+import random
+import subprocess
+import sys
+from dataclasses import dataclass
+
+from nanorm import world
+from nanorm.config import parse_config
+from nanorm.experiments.what_the_rm_sees import minimal_edit
+from nanorm.prefdata import Comparison, load_comparisons, write_comparisons
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+@dataclass
+class ContrastConfig:
+    comparisons: str = "out/rm/comparisons.jsonl"   # rankings collected by train_rm.py (world prompts)
+    sft_ckpt: str = "out/sft/ckpt.pt"
+    out_dir: str = "out/rm_contrast"
+    per_ranking: int = 3          # contrast pairs made from each ranking's correct answers, at most
+    labeler_seed: int = 1337      # train_rm.py's --seed: the labelers that ranked the file
+    n_labelers: int = 8
+    seed: int = 0
+    train: bool = True            # then train an RM on rankings + contrasts and analyse it
+    threads: int = 0
+    device: str = "cpu"
+
+
+def contrast_records(rankings, labelers, per_ranking, rng):
+    """For each ranking, up to per_ranking records [correct answer, the same with one fact changed],
+    ranked by that ranking's labeler (a Plackett-Luce draw of two = one Bradley-Terry choice)."""
+    by_id = {lab.id: lab for lab in labelers}
+    out = []
+    for rec in rankings:
+        prompt = world.Prompt.from_dict(rec.meta["world_prompt"])
+        finished = rec.meta.get("finished", [True] * len(rec.responses))
+        made = 0
+        for text, done in zip(rec.responses, finished):
+            if made == per_ranking:
+                break
+            if not done or not world.features(prompt, text)["correct"]:
+                continue
+            edited = minimal_edit(prompt, text, rng)
+            if edited is None:
+                continue
+            pair = [text, edited]
+            out.append(Comparison(prompt=rec.prompt, responses=pair, ranking=by_id[rec.labeler].rank(prompt, pair, rng),
+                                  labeler=rec.labeler, meta={"world_prompt": rec.meta["world_prompt"],
+                                                             "finished": [True, True], "contrast": True}))
+            made += 1
+    return out
+
+
+def main(argv):
+    cfg = parse_config(ContrastConfig, argv)
+    rankings, _ = load_comparisons(cfg.comparisons)
+    if not all("world_prompt" in r.meta for r in rankings):
+        raise SystemExit(f"error: {cfg.comparisons}: not a file of world rankings (no meta.world_prompt); "
+                         f"run train_rm.py first")
+    labelers = world.make_labelers(cfg.n_labelers, seed=cfg.labeler_seed)
+    contrasts = contrast_records(rankings, labelers, cfg.per_ranking, random.Random(cfg.seed))
+    per_family = {}
+    for c in contrasts:
+        fam = c.meta["world_prompt"]["family"]
+        per_family[fam] = per_family.get(fam, 0) + 1
+    right = sum(c.ranking[0] == 0 for c in contrasts) / max(1, len(contrasts))
+    print(f"{len(rankings)} rankings + {len(contrasts)} contrast pairs {per_family}")
+    print(f"the labelers preferred the unedited answer in {right:.3f} of the contrast pairs")
+    common = [f"--device={cfg.device}", f"--threads={cfg.threads}"]
+    for name, records in (("rankings", rankings), ("with_contrasts", rankings + contrasts)):
+        out_dir = os.path.join(cfg.out_dir, name)
+        path = os.path.join(out_dir, "train_comparisons.jsonl")
+        write_comparisons(path, records)
+        print(f"\n=== {name}: {len(records)} records -> {path}")
+        if not cfg.train:
+            continue
+        for cmd in ([os.path.join(ROOT, "train_rm.py"), f"--data={path}", f"--sft_ckpt={cfg.sft_ckpt}",
+                     f"--out_dir={out_dir}", *common],
+                    ["-m", "nanorm.experiments.what_the_rm_sees", f"--sft_ckpt={cfg.sft_ckpt}",
+                     f"--rm_ckpt={out_dir}/ckpt.pt", *common]):
+            print(f"$ python {' '.join(cmd)}", flush=True)
+            result = subprocess.run([sys.executable, *cmd], cwd=ROOT, capture_output=True, text=True)
+            if result.returncode != 0:
+                raise SystemExit(f"error: {' '.join(cmd[:2])} failed:\n{result.stderr[-2000:]}")
+            lines = [line for line in result.stdout.replace("\r", "\n").splitlines() if line.strip()]
+            start = next((i for i, line in enumerate(lines) if line.startswith(("held-out evaluation",
+                                                                                "RM expected accuracy"))), 0)
+            print("\n".join(lines[start:]))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

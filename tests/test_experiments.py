@@ -1,0 +1,99 @@
+"""The analysis experiments' own logic, on hand-made responses (their smoke runs are in test_overoptimization.py)."""
+
+import random
+
+import pytest
+
+from nanorm import world
+from nanorm.experiments.contrast_pairs import contrast_records
+from nanorm.experiments.headroom import judge_scores, win_rates
+from nanorm.experiments.what_the_rm_sees import minimal_edit, mistake_kind
+from nanorm.prefdata import Comparison
+
+
+def prompt(text):
+    return next(p for p in world.all_prompts() if p.text == text)
+
+
+CORRECT = "6."
+PADDED = "4 plus 2 is 6. I hope this helps. Let me know if you have any other questions."
+LONG_WRONG = "4 plus 2 is 7. I hope this helps. Let me know if you have any other questions. Sure."
+
+
+def test_each_judge_picks_its_favourite_and_gold_judges_the_pick():
+    p = prompt("What is 4 plus 2?")
+    labelers = world.make_labelers(8, seed=1337)[:-2]
+    cands = [CORRECT, PADDED, LONG_WRONG]
+    # gold: 1.0 for the bare answer, 1 - 0.04 * 13 for the padded one (18 words, budget 5), below -0.3 for
+    # the wrong one; the labelers like the padding more than they dislike its gold cost; length is length
+    assert world.gold(p, CORRECT) == 1.0 and world.gold(p, PADDED) == pytest.approx(0.48)
+    assert judge_scores("length", p, cands, [True] * 3) == [1, 18, 19]
+    lab = judge_scores("labelers", p, cands, [True] * 3, labelers)
+    assert lab[1] > lab[0] > lab[2]
+
+    # against a wrong baseline every correct pick wins; the longest (wrong, padded) answer loses
+    wins = win_rates([p], [cands], [[True] * 3], ["5."], [True], labelers, [[0.1, 0.5, 0.2]])
+    assert wins == {"gold": [1.0], "labelers": [1.0], "rm": [1.0], "length": [0.0]}
+    # against the bare correct answer: gold can only tie; the labelers' padded pick loses; the RM's scores
+    # tie at the top and the first candidate is taken
+    wins = win_rates([p], [cands], [[True] * 3], [CORRECT], [True], labelers, [[0.9, 0.1, 0.9]])
+    assert wins == {"gold": [0.5], "labelers": [0.0], "rm": [0.5], "length": [0.0]}
+
+
+def test_a_truncated_candidate_is_judged_as_truncated():
+    p = prompt("What is 4 plus 2?")
+    # the bare answer hit the length limit without end-of-text: gold takes 1.0 off it
+    assert judge_scores("gold", p, [PADDED, CORRECT], [True, False]) == [pytest.approx(0.48), 0.0]
+    with pytest.raises(ValueError, match="unknown judge"):
+        judge_scores("vibes", p, [CORRECT], [True])
+
+
+def test_mistake_kind_splits_the_wrong_answers():
+    arith, note = prompt("What is 4 plus 2?"), next(p for p in world.all_prompts() if p.family == "open")
+    assert mistake_kind(arith, "5.") == "arithmetic: number only"
+    assert mistake_kind(arith, "4 plus 2 is **5**.") == "arithmetic: states 'a op b is c'"
+    other = next(n for n in world.NAMES if n != note.info["name"])
+    assert mistake_kind(note, f"Happy birthday, {other}!") == "open: another name"
+    assert mistake_kind(note, f"Happy birthday, {note.info['name']}!") == "open: wrong occasion, or no note"
+    assert mistake_kind(prompt("Name three fruits."), "apple, apple, apple.") == "list: any"
+
+
+def test_minimal_edit_changes_one_fact_and_makes_the_answer_wrong():
+    rng = random.Random(0)
+    arith, fruits = prompt("What is 4 plus 2?"), prompt("Name two fruits.")
+    claim, note = prompt("I think 0 is more than 1. Am I right?"), prompt("Write a short greeting for my friend Sam.")
+    for p, text, keep in [(arith, "4 plus 2 is 6.", "4 plus 2 is "),              # only the answer changes
+                          (claim, "0 is less than 1, so you are wrong.", "0 is less than 1, so you are "),
+                          (note, "Hello, Sam! It is great to see you.", "Hello, "),
+                          (fruits, "Apple and pear.", None)]:
+        assert world.features(p, text)["correct"]
+        for _ in range(20):
+            edited = minimal_edit(p, text, rng)
+            assert not world.features(p, edited)["correct"]
+            assert len(world.words(edited)) == len(world.words(text))          # one word swapped, no more
+            assert sum(a != b for a, b in zip(world.words(edited), world.words(text))) == 1
+            if keep:
+                assert edited.startswith(keep)
+    assert minimal_edit(claim, "0 is less than 1, so you are wrong.", rng) == "0 is less than 1, so you are right."
+    edited = minimal_edit(fruits, "Apple and pear.", rng)                        # an item of another category
+    assert {world.ITEM_TO_CATEGORY[w.lower()] for w in world.words(edited) if w.lower() in world.ITEM_TO_CATEGORY} \
+        != {"fruits"}
+    assert minimal_edit(arith, "I do not know.", rng) is None                  # nothing to change
+
+
+def test_contrast_records_pair_a_correct_answer_with_its_edit_ranked_by_the_same_labeler():
+    p = prompt("What is 4 plus 2?")
+    labelers = world.make_labelers(8, seed=1337)
+    ranking = Comparison(prompt=p.text, responses=["5.", "It is 6.", "6.", "It is 6. I hope this helps."],
+                         ranking=[1, 2, 3, 0], labeler=3,
+                         meta={"world_prompt": p.to_dict(), "finished": [True, True, False, True]})
+    out = contrast_records([ranking], labelers, per_ranking=2, rng=random.Random(0))
+    # "5." is wrong and "6." hit the length limit: the two correct, finished answers are used, in order
+    assert [c.responses[0] for c in out] == ["It is 6.", "It is 6. I hope this helps."]
+    for c in out:
+        assert not world.features(p, c.responses[1])["correct"] and c.labeler == 3
+        assert sorted(c.ranking) == [0, 1] and c.meta["contrast"] and c.meta["finished"] == [True, True]
+    assert len(contrast_records([ranking], labelers, per_ranking=1, rng=random.Random(0))) == 1
+    # labeler 3 knows the sum: over many draws it prefers the unedited answer almost always
+    many = contrast_records([ranking] * 200, labelers, per_ranking=1, rng=random.Random(1))
+    assert sum(c.ranking[0] == 0 for c in many) / len(many) > 0.95
