@@ -27,8 +27,9 @@ import torch
 from nanorm import world
 from nanorm.config import parse_config
 from nanorm.data import sample_responses
-from nanorm.evaluate import load_policy, load_reward_model, rm_scores
-from nanorm.tokenizer import DEFAULT_RANKS, load_tokenizer
+from nanorm.evaluate import rm_scores
+from nanorm.experiments.what_the_rm_sees import load_sft_and_rm
+from nanorm.tokenizer import DEFAULT_RANKS
 
 JUDGES = ("gold", "labelers", "rm", "length")
 
@@ -76,12 +77,7 @@ def win_rates(prompts, candidates, cand_finished, baseline, base_finished, label
 
 def main(argv):
     cfg = parse_config(HeadroomConfig, argv)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    device = torch.device(cfg.device)
-    tok = load_tokenizer(cfg.tokenizer)
-    sft, _ = load_policy(cfg.sft_ckpt, tok, device, kinds="sft")
-    rm, _ = load_reward_model(cfg.rm_ckpt, tok, device)
+    device, tok, sft, rm = load_sft_and_rm(cfg)
     labelers = world.make_labelers(cfg.n_labelers, seed=cfg.labeler_seed)[:-2]   # the training labelers
 
     prompts = world.make_split("test", cfg.n_prompts, seed=cfg.seed)

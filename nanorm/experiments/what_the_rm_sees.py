@@ -51,14 +51,21 @@ class SeeConfig:
     device: str = "cpu"           # cpu (the numbers quoted in lesson 04) | cuda (a bigger model's checkpoints)
 
 
-def main(argv):
-    cfg = parse_config(SeeConfig, argv)
+def load_sft_and_rm(cfg):
+    """What an analysis needs from a config with sft_ckpt, rm_ckpt, tokenizer, threads and device:
+    (device, tokenizer, SFT policy, normalised reward model)."""
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = torch.device(cfg.device)
     tok = load_tokenizer(cfg.tokenizer)
     sft, _ = load_policy(cfg.sft_ckpt, tok, device, kinds="sft")
     rm, _ = load_reward_model(cfg.rm_ckpt, tok, device)
+    return device, tok, sft, rm
+
+
+def main(argv):
+    cfg = parse_config(SeeConfig, argv)
+    device, tok, sft, rm = load_sft_and_rm(cfg)
 
     print("SFT greedy answers that are correct (world.features 'correct'):")
     greedy = []   # (prompt, greedy answer) of both splits, for table 4
