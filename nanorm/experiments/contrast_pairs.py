@@ -22,6 +22,7 @@ import os
 import random
 import subprocess
 import sys
+from collections import Counter
 from dataclasses import dataclass
 
 from nanorm import world
@@ -79,10 +80,7 @@ def main(argv):
                          f"run train_rm.py first")
     labelers = world.make_labelers(cfg.n_labelers, seed=cfg.labeler_seed)
     contrasts = contrast_records(rankings, labelers, cfg.per_ranking, random.Random(cfg.seed))
-    per_family = {}
-    for c in contrasts:
-        fam = c.meta["world_prompt"]["family"]
-        per_family[fam] = per_family.get(fam, 0) + 1
+    per_family = dict(Counter(c.meta["world_prompt"]["family"] for c in contrasts))
     right = sum(c.ranking[0] == 0 for c in contrasts) / max(1, len(contrasts))
     print(f"{len(rankings)} rankings + {len(contrasts)} contrast pairs {per_family}")
     print(f"the labelers preferred the unedited answer in {right:.3f} of the contrast pairs")

@@ -86,10 +86,9 @@ def main(argv):
     texts, finished, token_lists = sample_responses(sft, tok, flat, 48, device=device,
                                                     generator=torch.Generator(device).manual_seed(cfg.seed))
     scores = rm_scores(rm, tok, flat, token_lists, finished, -3.0, device).tolist()
-    cut = lambda xs, i: xs[i * n + 1:(i + 1) * n]   # noqa: E731 - prompt i's candidates
-    wins = win_rates(prompts, [cut(texts, i) for i in range(len(prompts))],
-                     [cut(finished, i) for i in range(len(prompts))], texts[::n], finished[::n], labelers,
-                     [cut(scores, i) for i in range(len(prompts))])
+    cands = [slice(i * n + 1, (i + 1) * n) for i in range(len(prompts))]   # prompt i's n candidates
+    wins = win_rates(prompts, [texts[c] for c in cands], [finished[c] for c in cands], texts[::n], finished[::n],
+                     labelers, [scores[c] for c in cands])
 
     print(f"best-of-{cfg.n} of SFT samples, picked by each judge; gold win rate of the pick against one more "
           f"SFT sample ({len(prompts)} test prompts, ties half):")
