@@ -8,8 +8,10 @@ executed.
 """
 
 import dataclasses
+import inspect
 import os
 import random
+import re
 import sys
 
 import numpy as np
@@ -17,26 +19,62 @@ import torch
 
 
 def parse_config(cls, argv):
-    """`--key=value` flags -> an instance of dataclass `cls`. `--help` prints the fields and exits."""
+    """`--key=value` flags -> an instance of dataclass `cls`. `--help` prints the fields and exits.
+
+    A bool field also takes a bare `--key` (true) and `--key=true|false|1|0|yes|no|on|off`.
+    """
     fields = {f.name: f for f in dataclasses.fields(cls)}
     values = {}
     for arg in argv:
         if arg in ("-h", "--help"):
-            print(f"usage: {os.path.basename(sys.argv[0])} [--key=value ...]\n")
-            for f in fields.values():
-                print(f"  --{f.name}={f.default!r}  ({_type_name(f.type)})")
+            print(help_text(cls))
             raise SystemExit(0)
-        if not arg.startswith("--") or "=" not in arg:
+        if not arg.startswith("--"):
             raise SystemExit(f"error: bad argument {arg!r}: expected --key=value")
-        key, raw = arg[2:].split("=", 1)
+        key, sep, raw = arg[2:].partition("=")
         key = key.replace("-", "_")
         if key not in fields:
             raise SystemExit(f"error: unknown flag --{key}; valid flags: " + ", ".join(f"--{k}" for k in fields))
-        values[key] = _convert(key, raw, fields[key].type)
+        if not sep and _type_name(fields[key].type) != "bool":
+            raise SystemExit(f"error: bad argument {arg!r}: expected --{key}=value")
+        values[key] = _convert(key, raw if sep else "true", fields[key].type)
     cfg = cls(**values)
     if hasattr(cfg, "check"):
         cfg.check()
     return cfg
+
+
+def field_comments(cls):
+    """{field: its comment} read from the dataclass's source: the `# ...` after the field and any
+    comment-only lines right below it (the comments ARE the documentation, so --help prints them)."""
+    try:
+        lines = inspect.getsource(cls).splitlines()
+    except (OSError, TypeError):
+        return {}
+    names = {f.name for f in dataclasses.fields(cls)}
+    comments, last, column = {}, None, None
+    for line in lines:
+        m = re.match(r"^\s+(\w+)\s*:[^=#]*=[^#]*(#\s?(.*))?$", line)
+        if m and m.group(1) in names:
+            last, column = m.group(1), m.start(2) if m.group(2) else None
+            comments[last] = (m.group(3) or "").strip()
+        elif last and column is not None and line.find("#") == column and not line[:column].strip():
+            comments[last] += " " + line[column + 1:].strip()     # a comment continued on the next line
+        else:
+            last = None
+    return comments
+
+
+def help_text(cls):
+    """The script's one-line purpose, then every flag with its default and its comment."""
+    doc = (sys.modules.get(cls.__module__).__doc__ or "").strip()
+    purpose = doc.splitlines()[0] if doc else ""
+    comments = field_comments(cls)
+    rows = [(f"--{f.name}={f.default!r}", f"({_type_name(f.type)}) {comments.get(f.name, '')}".rstrip())
+            for f in dataclasses.fields(cls)]
+    width = max(len(a) for a, _ in rows)
+    return "\n".join([f"usage: {os.path.basename(sys.argv[0])} [--key=value ...]", *([purpose] if purpose else []), ""]
+                     + [f"  {a.ljust(width)}  {b}" for a, b in rows])
 
 
 def _type_name(t):
