@@ -15,6 +15,8 @@ Each iteration runs six numbered steps:
     python train_ppo.py --kl_ctl=adaptive --kl_target=4
     python train_ppo.py --resume=out/ppo/ckpt.pt --n_iters=80    # continue a run
 
+From Python: `import train_ppo; report = train_ppo.main(train_ppo.PPOConfig(beta=0.02))`.
+
 Reads  : out/sft/ckpt.pt, out/rm/ckpt.pt
 Writes : out/ppo/ckpt.pt (policy, critic, optimizers, KL controller), out/ppo/metrics.jsonl, out/ppo/eval.json
 Lesson : lessons/05-ppo.md
@@ -42,7 +44,6 @@ RLHF with PPO" (Huang et al. 2023, the lm-human-preferences recipe), and why:
     beta 0.05 or less gold already peaks and falls within 60 iterations (lessons 05 and 06 show the sweep).
 """
 
-import json
 import os
 import random
 import sys
@@ -51,18 +52,19 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from nanorm import world
-from nanorm.checkpoint import MetricsLog, load_checkpoint, save_checkpoint, tokenizer_info
-from nanorm.config import autocast, setup
+from nanorm.checkpoint import MetricsLog, load_checkpoint, save_checkpoint, tokenizer_info, write_json
+from nanorm.config import autocast, parse_config, start
 from nanorm.data import join_prompt_response, response_logprobs, response_mask_from
-from nanorm.evaluate import (best_of_n, describe, evaluate_policy, gold_win_rate, load_policy,
-                             load_reward_model, summarise)
+from nanorm.evaluate import (best_of_n_on_test, compare_on_test, load_policy, load_reward_model,
+                             validation_point)
 from nanorm.model import ScalarHeadModel
 from nanorm.ppo import (AdaptiveKLController, FixedKLController, entropy_from_logits, explained_variance, gae,
                         kl_penalized_rewards, masked_mean, ppo_policy_loss, ppo_value_loss, whiten)
+from nanorm.report import print_policy_table, print_samples, print_validation_point
 from nanorm.tokenizer import DEFAULT_RANKS, load_tokenizer
+from nanorm.training import progress
 
 
 @dataclass
@@ -114,194 +116,157 @@ class PPOConfig:
         assert self.temperature > 0, "--temperature must be > 0"
 
 
-cfg, device = setup(PPOConfig, sys.argv[1:])   # parse --key=value flags, print them, pick the device, seed
-t_start = time.time()
+def main(cfg):
+    device = start(cfg)   # print the config, pick the device, set threads and seeds
+    t_start = time.time()
 
-# ----------------------------------------------------------------------------------------------------
-# Models: the policy (from SFT), the frozen SFT reference, the frozen RM, and the critic (from the RM)
+    # ------------------------------------------------------------------------------------------------
+    # Models: the policy (from SFT), the frozen SFT reference, the frozen RM, and the critic (from the RM)
+    tok = load_tokenizer(cfg.tokenizer)
+    policy, sft_ckpt = load_policy(cfg.sft_ckpt, tok, device, kinds="sft")
+    ref, _ = load_policy(cfg.sft_ckpt, tok, device, kinds="sft")
+    rm, rm_ckpt = load_reward_model(cfg.rm_ckpt, tok, device)          # outputs the normalised reward
+    critic = ScalarHeadModel(rm.cfg).to(device)
+    critic.load_state_dict(rm.state_dict())                               # V(s_t) starts as the RM's opinion
+    for p in list(ref.parameters()) + list(rm.parameters()):
+        p.requires_grad_(False)
+    policy_opt = torch.optim.Adam(policy.parameters(), lr=cfg.lr, eps=1e-5)
+    critic_opt = torch.optim.Adam(critic.parameters(), lr=cfg.critic_lr, eps=1e-5)
+    if cfg.kl_ctl == "adaptive":
+        kl_ctl = AdaptiveKLController(cfg.beta, cfg.kl_target, cfg.kl_horizon)
+    else:
+        kl_ctl = FixedKLController(cfg.beta)
+    start_iter = 0
+    if cfg.resume:
+        state = load_checkpoint(cfg.resume, "ppo", tok)
+        policy.load_state_dict(state["state_dict"])
+        critic.load_state_dict(state["critic_state_dict"])
+        policy_opt.load_state_dict(state["policy_opt"])
+        critic_opt.load_state_dict(state["critic_opt"])
+        kl_ctl.beta = state["beta"]
+        start_iter = state["step"]
+        print(f"resumed from {cfg.resume} at iteration {start_iter}")
+    print(f"policy {policy.num_params() / 1e6:.2f}M params; critic from RM {cfg.rm_ckpt}")
 
-tok = load_tokenizer(cfg.tokenizer)
-policy, sft_ckpt = load_policy(cfg.sft_ckpt, tok, device, kinds="sft")
-ref, _ = load_policy(cfg.sft_ckpt, tok, device, kinds="sft")
-rm, rm_ckpt = load_reward_model(cfg.rm_ckpt, tok, device)          # outputs the normalised reward
-critic = ScalarHeadModel(rm.cfg).to(device)
-critic.load_state_dict(rm.state_dict())                               # V(s_t) starts as the RM's opinion
-for p in list(ref.parameters()) + list(rm.parameters()):
-    p.requires_grad_(False)
-policy_opt = torch.optim.Adam(policy.parameters(), lr=cfg.lr, eps=1e-5)
-critic_opt = torch.optim.Adam(critic.parameters(), lr=cfg.critic_lr, eps=1e-5)
-if cfg.kl_ctl == "adaptive":
-    kl_ctl = AdaptiveKLController(cfg.beta, cfg.kl_target, cfg.kl_horizon)
-else:
-    kl_ctl = FixedKLController(cfg.beta)
-start_iter = 0
-if cfg.resume:
-    state = load_checkpoint(cfg.resume, "ppo", tok)
-    policy.load_state_dict(state["state_dict"])
-    critic.load_state_dict(state["critic_state_dict"])
-    policy_opt.load_state_dict(state["policy_opt"])
-    critic_opt.load_state_dict(state["critic_opt"])
-    kl_ctl.beta = state["beta"]
-    start_iter = state["step"]
-    print(f"resumed from {cfg.resume} at iteration {start_iter}")
-print(f"policy {policy.num_params() / 1e6:.2f}M params; critic from RM {cfg.rm_ckpt}")
+    train_prompts = world.make_split("train", seed=cfg.seed)
+    eval_prompts = world.make_split("val", cfg.n_eval_prompts, seed=cfg.seed)
+    rng = random.Random(cfg.seed + start_iter)
+    gen = torch.Generator(device=device).manual_seed(cfg.seed + start_iter)
+    log = MetricsLog(os.path.join(cfg.out_dir, "metrics.jsonl"), fresh=not cfg.resume)
 
-train_prompts = world.make_split("train", seed=cfg.seed)
-eval_prompts = world.make_split("val", cfg.n_eval_prompts, seed=cfg.seed)
-rng = random.Random(cfg.seed + start_iter)
-gen = torch.Generator(device=device).manual_seed(cfg.seed + start_iter)
-os.makedirs(cfg.out_dir, exist_ok=True)
-log = MetricsLog(os.path.join(cfg.out_dir, "metrics.jsonl"), fresh=not cfg.resume)
+    # ------------------------------------------------------------------------------------------------
+    # The PPO loop
+    pbar = progress(cfg.n_iters - start_iter, "ppo")
+    for it in range(start_iter, cfg.n_iters):
+        t_iter = time.time()
+        # 1. Rollout: sample one response per prompt from the current policy (KV-cached, stops at EOS)
+        batch = rng.sample(train_prompts, cfg.batch_size)
+        prompt_ids = [tok.encode_prompt(p.text) for p in batch]
+        policy.eval()
+        with torch.no_grad(), autocast(device, cfg.dtype):
+            responses, finished = policy.generate(prompt_ids, cfg.max_response_tokens, tok.eos_id, tok.pad_id,
+                                                  temperature=cfg.temperature, generator=gen)
+        response_mask = response_mask_from(responses, tok.eos_id)                 # (B, Tr) True up to EOS
+        tokens, mask, Tp = join_prompt_response(prompt_ids, responses, response_mask, tok.pad_id)
 
+        # 2. Score: log-probs under policy and reference, values, and the RM's sequence-level score
+        with torch.no_grad(), autocast(device, cfg.dtype):
+            logprobs, _ = response_logprobs(policy, tokens, mask, Tp, cfg.temperature)        # (B, Tr)
+            ref_logprobs, _ = response_logprobs(ref, tokens, mask, Tp, cfg.temperature)       # (B, Tr)
+            values = critic(tokens, mask)[:, Tp - 1:-1].float()   # (B, Tr) V before each response token
+            score = rm.score(tokens, mask).float()                # (B,) r at the final real token
+        # a response cut at the length limit is not scored by the RM: it gets a fixed penalty
+        score = torch.where(finished, score, torch.full_like(score, cfg.truncation_penalty))
 
-def run_eval(it):
-    summary, rows = evaluate_policy(policy, ref, rm, tok, eval_prompts, cfg.max_response_tokens, cfg.temperature,
-                                    cfg.truncation_penalty, torch.Generator(device=device).manual_seed(cfg.seed + 7),
-                                    device, cfg.dtype)
-    tqdm.write(f"eval iter {it:4d} | proxy {summary['proxy']:+.3f} | gold {summary['gold']:+.3f} | "
-               f"KL {summary['kl']:.2f} | length {summary['length']:.1f} words | "
-               f"sycophancy {summary['per_family'].get('claim', {}).get('sycophancy_rate', float('nan')):.2f}")
-    policy.train()
-    return summary, rows
+        # 3. Reward: R = r - beta * KL, spread over tokens (the KL part) with r on the last real token
+        rewards, kl = kl_penalized_rewards(score, logprobs, ref_logprobs, response_mask, kl_ctl.beta)   # (B, Tr)
+        if cfg.whiten_rewards:
+            rewards = whiten(rewards, response_mask, shift_mean=False)
 
+        # 4. Advantages: GAE from the critic's values; whitened over the batch's real tokens
+        advantages, returns = gae(rewards, values, response_mask, cfg.gamma, cfg.lam)   # (B, Tr) each
+        advantages = whiten(advantages, response_mask)
 
-def sample_table(rows, n=6):
-    tqdm.write(f"  {'proxy':>6} {'gold':>6} {'KL':>6} | prompt -> response")
-    for r, p in list(zip(rows, eval_prompts))[:n]:
-        tqdm.write(f"  {r['proxy']:+6.2f} {r['gold']:+6.2f} {r['kl']:6.2f} | {p.text} -> {r['text']!r}")
-
-
-# ----------------------------------------------------------------------------------------------------
-# The PPO loop
-
-pbar = tqdm(range(start_iter, cfg.n_iters), desc="ppo", dynamic_ncols=True)
-for it in pbar:
-    t_iter = time.time()
-    # 1. Rollout: sample one response per prompt from the current policy (KV-cached, stops at EOS)
-    batch = rng.sample(train_prompts, cfg.batch_size)
-    prompt_ids = [tok.encode_prompt(p.text) for p in batch]
-    policy.eval()
-    with torch.no_grad(), autocast(device, cfg.dtype):
-        responses, finished = policy.generate(prompt_ids, cfg.max_response_tokens, tok.eos_id, tok.pad_id,
-                                              temperature=cfg.temperature, generator=gen)
-    response_mask = response_mask_from(responses, tok.eos_id)                 # (B, Tr) True up to EOS
-    tokens, mask, Tp = join_prompt_response(prompt_ids, responses, response_mask, tok.pad_id)
-
-    # 2. Score: log-probs under policy and reference, values, and the RM's sequence-level score
-    with torch.no_grad(), autocast(device, cfg.dtype):
-        logprobs, _ = response_logprobs(policy, tokens, mask, Tp, cfg.temperature)        # (B, Tr)
-        ref_logprobs, _ = response_logprobs(ref, tokens, mask, Tp, cfg.temperature)       # (B, Tr)
-        values = critic(tokens, mask)[:, Tp - 1:-1].float()   # (B, Tr) V before each response token
-        score = rm.score(tokens, mask).float()                # (B,) r at the final real token
-    # a response cut at the length limit is not scored by the RM: it gets a fixed penalty
-    score = torch.where(finished, score, torch.full_like(score, cfg.truncation_penalty))
-
-    # 3. Reward: R = r - beta * KL, spread over tokens (the KL part) with r on the last real token
-    rewards, kl = kl_penalized_rewards(score, logprobs, ref_logprobs, response_mask, kl_ctl.beta)   # (B, Tr)
-    if cfg.whiten_rewards:
-        rewards = whiten(rewards, response_mask, shift_mean=False)
-
-    # 4. Advantages: GAE from the critic's values; whitened over the batch's real tokens
-    advantages, returns = gae(rewards, values, response_mask, cfg.gamma, cfg.lam)   # (B, Tr) each
-    advantages = whiten(advantages, response_mask)
-
-    # 5. Update: epochs of minibatches, clipped surrogate for the policy, clipped value loss for the critic
-    policy.train()
-    critic.train()
-    stats = {"pg_loss": [], "vf_loss": [], "clipfrac": [], "approx_kl": [], "entropy": [], "vclipfrac": []}
-    stop = False
-    for epoch in range(cfg.ppo_epochs):
-        order = torch.randperm(cfg.batch_size, generator=torch.Generator().manual_seed(cfg.seed + it * 100 + epoch))
-        for start in range(0, cfg.batch_size, cfg.minibatch_size):
-            mb = order[start:start + cfg.minibatch_size].to(device)
-            with autocast(device, cfg.dtype):
-                new_logprobs, logits = response_logprobs(policy, tokens[mb], mask[mb], Tp, cfg.temperature)
-                new_values = critic(tokens[mb], mask[mb])[:, Tp - 1:-1].float()
-            pg_loss, pg_stats = ppo_policy_loss(new_logprobs, logprobs[mb], advantages[mb], response_mask[mb],
-                                                cfg.clip_eps)
-            vf_loss, vf_stats = ppo_value_loss(new_values, values[mb], returns[mb], response_mask[mb], cfg.vf_clip)
-            policy_opt.zero_grad(set_to_none=True)
-            critic_opt.zero_grad(set_to_none=True)
-            (pg_loss + vf_loss).backward()     # separate networks: each loss reaches only its own
-            torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.grad_clip)
-            torch.nn.utils.clip_grad_norm_(critic.parameters(), cfg.grad_clip)
-            policy_opt.step()
-            critic_opt.step()
-            with torch.no_grad():
-                entropy = masked_mean(entropy_from_logits(logits), response_mask[mb]).item()
-            for k, v in [("pg_loss", pg_loss.item()), ("vf_loss", vf_loss.item()), ("entropy", entropy),
-                         ("clipfrac", pg_stats["clipfrac"]), ("approx_kl", pg_stats["approx_kl"]),
-                         ("vclipfrac", vf_stats["vclipfrac"])]:
-                stats[k].append(v)
-            if cfg.target_kl and pg_stats["approx_kl"] > 1.5 * cfg.target_kl:
-                stop = True
+        # 5. Update: epochs of minibatches, clipped surrogate for the policy, clipped value loss for the critic
+        policy.train()
+        critic.train()
+        stats = {"pg_loss": [], "vf_loss": [], "clipfrac": [], "approx_kl": [], "entropy": [], "vclipfrac": []}
+        stop = False
+        for epoch in range(cfg.ppo_epochs):
+            order = torch.randperm(cfg.batch_size, generator=torch.Generator().manual_seed(cfg.seed + it * 100 + epoch))
+            for first in range(0, cfg.batch_size, cfg.minibatch_size):
+                mb = order[first:first + cfg.minibatch_size].to(device)
+                with autocast(device, cfg.dtype):
+                    new_logprobs, logits = response_logprobs(policy, tokens[mb], mask[mb], Tp, cfg.temperature)
+                    new_values = critic(tokens[mb], mask[mb])[:, Tp - 1:-1].float()
+                pg_loss, pg_stats = ppo_policy_loss(new_logprobs, logprobs[mb], advantages[mb], response_mask[mb],
+                                                    cfg.clip_eps)
+                vf_loss, vf_stats = ppo_value_loss(new_values, values[mb], returns[mb], response_mask[mb], cfg.vf_clip)
+                policy_opt.zero_grad(set_to_none=True)
+                critic_opt.zero_grad(set_to_none=True)
+                (pg_loss + vf_loss).backward()     # separate networks: each loss reaches only its own
+                torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.grad_clip)
+                torch.nn.utils.clip_grad_norm_(critic.parameters(), cfg.grad_clip)
+                policy_opt.step()
+                critic_opt.step()
+                with torch.no_grad():
+                    entropy = masked_mean(entropy_from_logits(logits), response_mask[mb]).item()
+                for k, v in [("pg_loss", pg_loss.item()), ("vf_loss", vf_loss.item()), ("entropy", entropy),
+                             ("clipfrac", pg_stats["clipfrac"]), ("approx_kl", pg_stats["approx_kl"]),
+                             ("vclipfrac", vf_stats["vclipfrac"])]:
+                    stats[k].append(v)
+                if cfg.target_kl and pg_stats["approx_kl"] > 1.5 * cfg.target_kl:
+                    stop = True
+                    break
+            if stop:
                 break
-        if stop:
-            break
 
-    # 6. Log
-    mean_kl = (kl * response_mask).sum(1).mean().item()    # per-response KL of this batch
-    kl_ctl.update(mean_kl, cfg.batch_size)
-    golds = [world.gold(p, tok.decode_response(r[m].tolist()), f)
-             for p, r, m, f in zip(batch, responses.cpu(), response_mask.cpu(), finished.tolist())]
-    record = {"iter": it + 1, "proxy": score.mean().item(), "gold": float(np.mean(golds)), "kl": mean_kl,
-              "beta": kl_ctl.beta, "length_tokens": response_mask.sum(1).float().mean().item(),
-              "eos_rate": finished.float().mean().item(),
-              "explained_variance": explained_variance(values, returns, response_mask),
-              "epochs_done": epoch + 1, "seconds": time.time() - t_iter,
-              **{k: float(np.mean(v)) for k, v in stats.items()}}
-    if (it + 1) % cfg.eval_interval == 0 or it + 1 == cfg.n_iters:
-        summary, rows = run_eval(it + 1)
-        record["eval"] = {k: summary[k] for k in ("proxy", "gold", "kl", "length", "format", "eos_rate")}
-        record["eval"]["sycophancy"] = summary["per_family"].get("claim", {}).get("sycophancy_rate")
-        if (it + 1) % cfg.sample_interval == 0 or it + 1 == cfg.n_iters:
-            sample_table(rows)
-    log.log(**record)
-    pbar.set_postfix(proxy=f"{record['proxy']:+.2f}", gold=f"{record['gold']:+.2f}", kl=f"{mean_kl:.2f}")
+        # 6. Log
+        mean_kl = (kl * response_mask).sum(1).mean().item()    # per-response KL of this batch
+        kl_ctl.update(mean_kl, cfg.batch_size)
+        golds = [world.gold(p, tok.decode_response(r[m].tolist()), f)
+                 for p, r, m, f in zip(batch, responses.cpu(), response_mask.cpu(), finished.tolist())]
+        record = {"iter": it + 1, "proxy": score.mean().item(), "gold": float(np.mean(golds)), "kl": mean_kl,
+                  "beta": kl_ctl.beta, "length_tokens": response_mask.sum(1).float().mean().item(),
+                  "eos_rate": finished.float().mean().item(),
+                  "explained_variance": explained_variance(values, returns, response_mask),
+                  "epochs_done": epoch + 1, "seconds": time.time() - t_iter,
+                  **{k: float(np.mean(v)) for k, v in stats.items()}}
+        if (it + 1) % cfg.eval_interval == 0 or it + 1 == cfg.n_iters:
+            record["eval"], rows = validation_point(policy, ref, rm, tok, eval_prompts, cfg, device)
+            print_validation_point("iter", it + 1, record["eval"])
+            if (it + 1) % cfg.sample_interval == 0 or it + 1 == cfg.n_iters:
+                print_samples(rows, eval_prompts)
+            policy.train()
+        log.log(**record)
+        pbar.update(1)
+        pbar.set_postfix(proxy=f"{record['proxy']:+.2f}", gold=f"{record['gold']:+.2f}", kl=f"{mean_kl:.2f}")
+    pbar.close()
 
-train_time = time.time() - t_start
-ckpt = {"kind": "ppo", "model_config": asdict(policy.cfg), "state_dict": policy.state_dict(),
-        "critic_state_dict": critic.state_dict(), "policy_opt": policy_opt.state_dict(),
-        "critic_opt": critic_opt.state_dict(), "beta": kl_ctl.beta, "config": asdict(cfg), "step": cfg.n_iters,
-        "tokenizer": tokenizer_info(tok), "sft_config": sft_ckpt["config"]}
-save_checkpoint(os.path.join(cfg.out_dir, "ckpt.pt"), ckpt)
-print(f"saved {cfg.out_dir}/ckpt.pt after {train_time:.0f}s")
+    train_time = time.time() - t_start
+    ckpt = {"kind": "ppo", "model_config": asdict(policy.cfg), "state_dict": policy.state_dict(),
+            "critic_state_dict": critic.state_dict(), "policy_opt": policy_opt.state_dict(),
+            "critic_opt": critic_opt.state_dict(), "beta": kl_ctl.beta, "config": asdict(cfg), "step": cfg.n_iters,
+            "tokenizer": tokenizer_info(tok), "sft_config": sft_ckpt["config"]}
+    save_checkpoint(os.path.join(cfg.out_dir, "ckpt.pt"), ckpt)
+    print(f"saved {cfg.out_dir}/ckpt.pt after {train_time:.0f}s")
 
-# ----------------------------------------------------------------------------------------------------
-# Final evaluation on held-out TEST prompts: did the policy truly get better (gold), or only the proxy?
+    # ------------------------------------------------------------------------------------------------
+    # Final evaluation on held-out TEST prompts: did the policy truly get better (gold), or only the proxy?
+    test_prompts = world.make_split("test", cfg.n_test_prompts, seed=cfg.seed)
+    summaries, rows = compare_on_test({"ppo": policy}, ref, rm, tok, test_prompts, cfg, device)
+    if cfg.best_of:
+        summaries[f"best_of_{cfg.best_of}"] = best_of_n_on_test(ref, rm, tok, test_prompts, cfg.best_of, cfg,
+                                                                rows["sft"], device)
+    report = {"n_test_prompts": len(test_prompts), **summaries, "train_seconds": round(train_time, 1),
+              "total_seconds": round(time.time() - t_start, 1)}
+    write_json(os.path.join(cfg.out_dir, "eval.json"), report)
+    print_policy_table(summaries, len(test_prompts))
+    print(f"total time {report['total_seconds']:.0f}s")
+    if device.type == "cuda":
+        print(f"peak GPU memory: {torch.cuda.max_memory_allocated() / 2**20:.0f} MiB")
+    return report
 
-test_prompts = world.make_split("test", cfg.n_test_prompts, seed=cfg.seed)
-texts = [p.text for p in test_prompts]
-g = lambda k: torch.Generator(device=device).manual_seed(cfg.seed + 1000 + k)
-sft_summary, sft_rows = evaluate_policy(ref, ref, rm, tok, test_prompts, cfg.max_response_tokens, cfg.temperature,
-                                        cfg.truncation_penalty, g(0), device, cfg.dtype)
-ppo_summary, ppo_rows = evaluate_policy(policy, ref, rm, tok, test_prompts, cfg.max_response_tokens, cfg.temperature,
-                                        cfg.truncation_penalty, g(1), device, cfg.dtype)
-ppo_summary["win_rate_vs_sft"] = gold_win_rate(test_prompts, [r["text"] for r in ppo_rows],
-                                               [r["finished"] for r in ppo_rows], [r["text"] for r in sft_rows],
-                                               [r["finished"] for r in sft_rows])
-report = {"n_test_prompts": len(test_prompts), "sft": sft_summary, "ppo": ppo_summary,
-          "train_seconds": round(train_time, 1)}
-if cfg.best_of:
-    bo_texts, bo_fin, bo_tokens, bo_scores = best_of_n(ref, rm, tok, test_prompts, cfg.best_of,
-                                                       cfg.max_response_tokens, cfg.temperature,
-                                                       cfg.truncation_penalty, g(2), device, cfg.dtype)
-    n = cfg.best_of
-    bo = summarise(describe(test_prompts, bo_texts, bo_fin), bo_scores,
-                   torch.full((len(test_prompts),), float(np.log(n) - (n - 1) / n)))   # KL_bon = log n - (n-1)/n
-    bo["win_rate_vs_sft"] = gold_win_rate(test_prompts, bo_texts, bo_fin, [r["text"] for r in sft_rows],
-                                          [r["finished"] for r in sft_rows])
-    report[f"best_of_{n}"] = bo
-report["total_seconds"] = round(time.time() - t_start, 1)
-with open(os.path.join(cfg.out_dir, "eval.json"), "w") as f:
-    json.dump(report, f, indent=1)
 
-print(f"\nheld-out test prompts: {len(test_prompts)}")
-print(f"  {'policy':12s} {'win vs SFT':>10s} {'proxy':>7s} {'gold':>7s} {'KL':>6s} {'words':>6s} {'syco':>5s}")
-for name, s in [("SFT", sft_summary), ("PPO", ppo_summary)] + ([(f"best-of-{cfg.best_of}", report[f"best_of_{cfg.best_of}"])]
-                                                               if cfg.best_of else []):
-    win = s.get("win_rate_vs_sft", 0.5)
-    print(f"  {name:12s} {win:10.3f} {s['proxy']:+7.3f} {s['gold']:+7.3f} {s['kl']:6.2f} {s['length']:6.1f} "
-          f"{s['per_family'].get('claim', {}).get('sycophancy_rate', float('nan')):5.2f}")
-print(f"total time {report['total_seconds']:.0f}s")
-if device.type == "cuda": print(f"peak GPU memory: {torch.cuda.max_memory_allocated() / 2**20:.0f} MiB")
+if __name__ == "__main__":
+    main(parse_config(PPOConfig, sys.argv[1:]))

@@ -8,7 +8,9 @@ It is written to a temporary file and renamed into place, so a crash never leave
 where a good one was, and it is read with torch.load(weights_only=True), which refuses to run code.
 """
 
+import contextlib
 import json
+import math
 import os
 
 import torch
@@ -16,16 +18,47 @@ import torch
 from nanorm.model import GPTConfig
 
 
-def save_checkpoint(path, ckpt):
+@contextlib.contextmanager
+def atomic_open(path, mode="w"):
+    """Open `path` for writing so that it is replaced whole or not at all.
+
+    Writes go to PATH.tmp, which is renamed over PATH only when the block finishes; if anything fails
+    (an exception, Ctrl-C), the temporary file is removed and PATH is left exactly as it was.
+    """
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     tmp = path + ".tmp"
     try:
-        torch.save(ckpt, tmp)
+        with open(tmp, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())   # on disk before the rename (a full disk fails here, not later)
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
     os.replace(tmp, path)   # atomic on POSIX: readers see the old file or the new one, never a mix
+
+
+def save_checkpoint(path, ckpt):
+    with atomic_open(path, "wb") as f:
+        torch.save(ckpt, f)
+
+
+def finite_or_none(obj):
+    """obj with every NaN or infinite float replaced by None, so that it is valid JSON (null)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: finite_or_none(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite_or_none(v) for v in obj]
+    return obj
+
+
+def write_json(path, obj):
+    """A stage's report (eval.json), written atomically, as valid JSON (a NaN statistic becomes null)."""
+    with atomic_open(path) as f:
+        json.dump(finite_or_none(obj), f, indent=1, allow_nan=False)
 
 
 def load_checkpoint(path, kind=None, tokenizer=None):

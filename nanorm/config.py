@@ -1,5 +1,5 @@
 """
-Plumbing shared by the scripts: the `--key=value` config parser, device choice and seeding.
+Plumbing shared by the scripts: the `--key=value` config parser, device choice, seeding and seed offsets.
 
 Each script declares one dataclass of settings, with a comment per field. `parse_config` fills it
 from the command line, converting each value to the field's type, and stops with a one-line error
@@ -135,19 +135,35 @@ def autocast(device, dtype="float32"):
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 
 
-def setup(cls, argv):
-    """The start of every script: parse and print the config, pick the device, set threads and seeds."""
-    cfg = parse_config(cls, argv)
+def start(cfg):
+    """The start of every stage's main(cfg): print the config, pick the device, set threads and seeds.
+
+    Called inside main(), not at import, so a stage run from Python (an experiment, a test) starts from
+    exactly the same state as the same stage run from the command line: same seed, same numbers.
+    """
     print_config(cfg)
     device = get_device(cfg.device)
     print(f"device: {device}")
     if getattr(cfg, "threads", 0):
         torch.set_num_threads(cfg.threads)
     seed_everything(cfg.seed)
-    return cfg, device
+    return device
 
 
 def seed_everything(seed):
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Seed offsets. Each random stream is seeded with --seed plus one of these, so that two files that must
+# draw the same samples (train_ppo.py's evaluations and the overoptimization experiment's, PPO's and
+# DPO's test comparisons) name the same constant instead of repeating a bare number.
+
+SEED_SFT_EVAL = 1          # train_sft.py: the evaluation samples of the SFT model
+SEED_HELDOUT_RANKINGS = 1  # train_rm.py: labeler A's rankings of the held-out prompts
+SEED_LABELER_B = 2         # train_rm.py: labeler B's rankings of the same (inter-labeler agreement)
+SEED_VAL_EVAL = 7          # every periodic evaluation of a policy on validation prompts (PPO, DPO, experiments)
+SEED_BEST_OF_N_CURVE = 11  # the overoptimization experiment's pool of best-of-n samples
+SEED_TEST = {"sft": 1000, "ppo": 1001, "best_of_n": 1002, "dpo": 1003}   # the final test-prompt comparisons

@@ -8,8 +8,8 @@ Two layouts, both with a boolean `mask` (True on real tokens):
 
 Position ids come from the mask (see nanorm/model.py), so both layouts give the same numbers.
 
-Real dialogues can be longer than the model's block: `fit_to_block` keeps a response's first tokens
-and the prompt's LAST tokens (the latest turns and the template's final "Assistant:").
+One encoding rule for every stage (`encode_example`): a response keeps its first tokens, EOS only if it
+finished, and a prompt too long for the block keeps its LAST tokens (the latest turns of a dialogue).
 """
 
 from collections import Counter
@@ -17,7 +17,7 @@ from collections import Counter
 import torch
 
 from nanorm.config import autocast
-from nanorm.model import left_pad
+from nanorm.model import pad
 
 
 def pack_sequences(prompts, responses, pad_id, device="cpu"):
@@ -26,17 +26,11 @@ def pack_sequences(prompts, responses, pad_id, device="cpu"):
     Returns tokens (B, T) long, mask (B, T) bool (real tokens) and response_mask (B, T) bool
     (the response tokens, EOS included: the ones the policy is trained to produce).
     """
-    B = len(prompts)
-    T = max(len(p) + len(r) for p, r in zip(prompts, responses))
-    tokens = torch.full((B, T), pad_id, dtype=torch.long)
-    mask = torch.zeros(B, T, dtype=torch.bool)
-    response_mask = torch.zeros(B, T, dtype=torch.bool)
-    for i, (p, r) in enumerate(zip(prompts, responses)):
-        n = len(p) + len(r)
-        tokens[i, :n] = torch.tensor(p + r, dtype=torch.long)
-        mask[i, :n] = True
-        response_mask[i, len(p):n] = True
-    return tokens.to(device), mask.to(device), response_mask.to(device)
+    tokens, mask = pad([p + r for p, r in zip(prompts, responses)], pad_id, device=device)   # (B, T) each
+    response_mask = mask.clone()
+    for i, p in enumerate(prompts):
+        response_mask[i, :len(p)] = False          # the prompt is context, not part of the response
+    return tokens, mask, response_mask
 
 
 def demonstration_counts(families, per_prompt, balance=True):
@@ -52,24 +46,24 @@ def demonstration_counts(families, per_prompt, balance=True):
     return [max(1, round(per_family / size[f])) for f in families]
 
 
-def fit_to_block(prompt, response, block_size, max_response_tokens):
-    """Token lists (prompt, response + EOS) -> the same pair cut to fit in block_size tokens.
+def encode_example(tok, prompt, response, block_size, max_response_tokens, finished=True):
+    """(prompt text, response text) -> (prompt ids, response ids) that fit in block_size tokens.
 
-    The response keeps its first max_response_tokens tokens (a cut response loses its EOS, exactly as a
-    sample that hits the limit does); the prompt is then cut on the LEFT to the room that is left.
+    The one encoding rule of every stage (SFT data, RM and DPO comparisons):
+      - the response ends with EOS if it finished (a demonstration, or a sample that stopped by itself);
+        a sample that hit the length limit (finished=False) gets none, as the sampler gave it none;
+      - it keeps its first max_response_tokens tokens (a cut response loses its EOS, exactly as a
+        sample that hits the limit does);
+      - the prompt is then cut on the LEFT to the room that is left (a long dialogue keeps its latest
+        turns and the template's final "Assistant:").
     """
-    response = response[:max_response_tokens]
+    response = (tok.encode_response(response) if finished else tok.encode(" " + response))[:max_response_tokens]
     room = block_size - len(response)
     if room < 1:
         raise ValueError(f"block_size={block_size} leaves no room for a prompt beside "
                          f"max_response_tokens={max_response_tokens}")
+    prompt = tok.encode_prompt(prompt)
     return prompt[max(0, len(prompt) - room):], response
-
-
-def fit_examples(tok, pairs, block_size, max_response_tokens):
-    """(prompt text, response text) pairs -> (prompt ids, response ids + EOS) pairs that fit in block_size."""
-    return [fit_to_block(tok.encode_prompt(p), tok.encode_response(r), block_size, max_response_tokens)
-            for p, r in pairs]
 
 
 @torch.no_grad()
@@ -108,7 +102,7 @@ def join_prompt_response(prompt_ids, responses, response_mask, pad_id):
 
     This is the layout GPT.generate samples in, so the log-probs computed on it are those of the sampler.
     """
-    p_idx, p_mask = left_pad(prompt_ids, pad_id, responses.device)
+    p_idx, p_mask = pad(prompt_ids, pad_id, left=True, device=responses.device)
     tokens = torch.cat([p_idx, responses], dim=1)
     mask = torch.cat([p_mask, response_mask], dim=1)
     return tokens, mask, p_idx.shape[1]

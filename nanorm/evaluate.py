@@ -12,14 +12,17 @@ way. Because gold is code, a policy can be judged by what a careful human wants,
     win    : the gold labeler compares one sample of each policy per prompt; ties count half
 """
 
+import random
+
 import numpy as np
 import torch
 
 from nanorm import world
 from nanorm.checkpoint import load_checkpoint, model_config
-from nanorm.config import autocast
+from nanorm.config import SEED_LABELER_B, SEED_SFT_EVAL, SEED_TEST, SEED_VAL_EVAL, autocast
 from nanorm.data import join_prompt_response, response_logprobs, sample_responses
-from nanorm.model import GPT, ScalarHeadModel
+from nanorm.model import GPT, ScalarHeadModel, pad
+from nanorm.reward import bayes_ceiling, expected_calibration_error, kwise_pairs, pairwise_accuracy
 
 
 def load_policy(path, tok, device, kinds=("sft", "ppo", "dpo")):
@@ -41,17 +44,6 @@ def load_reward_model(path, tok, device):
     return rm.eval(), ckpt
 
 
-def pad_responses(token_lists, pad_id, device):
-    """Ragged response id lists -> (B, Tr) right-padded ids and their mask."""
-    Tr = max(1, max(len(t) for t in token_lists))
-    ids = torch.full((len(token_lists), Tr), pad_id, dtype=torch.long)
-    mask = torch.zeros(len(token_lists), Tr, dtype=torch.bool)
-    for i, t in enumerate(token_lists):
-        ids[i, :len(t)] = torch.tensor(t, dtype=torch.long)
-        mask[i, :len(t)] = True
-    return ids.to(device), mask.to(device)
-
-
 def _batches(n, size):
     return [slice(i, min(n, i + size)) for i in range(0, n, size)]
 
@@ -62,7 +54,7 @@ def rm_scores(rm, tok, prompt_texts, token_lists, finished, truncation_penalty, 
     """Normalised RM score of each response, read at its final real token; truncated ones get the penalty."""
     out = []
     for s in _batches(len(prompt_texts), batch_size):
-        responses, r_mask = pad_responses(token_lists[s], tok.pad_id, device)
+        responses, r_mask = pad(token_lists[s], tok.pad_id, device=device)   # (B, Tr) right-padded
         empty = ~r_mask.any(dim=1)
         r_mask[empty, 0] = True   # an empty response is read at a pad token; it is truncated anyway
         tokens, mask, _ = join_prompt_response([tok.encode_prompt(t) for t in prompt_texts[s]], responses,
@@ -78,7 +70,7 @@ def kl_to_ref(policy, ref, tok, prompt_texts, token_lists, temperature, device, 
     """Per-response sum_t [log pi(y_t) - log pi_ref(y_t)] on the policy's samples (B,)."""
     out = []
     for s in _batches(len(prompt_texts), batch_size):
-        responses, r_mask = pad_responses(token_lists[s], tok.pad_id, device)
+        responses, r_mask = pad(token_lists[s], tok.pad_id, device=device)   # (B, Tr) right-padded
         tokens, mask, Tp = join_prompt_response([tok.encode_prompt(t) for t in prompt_texts[s]], responses,
                                                 r_mask, tok.pad_id)
         with autocast(device, dtype):
@@ -156,3 +148,137 @@ def best_of_n(policy, rm, tok, prompts, n, max_new_tokens, temperature, truncati
     pick = [i * n + b for i, b in enumerate(best)]
     return ([texts[i] for i in pick], [finished[i] for i in pick], [token_lists[i] for i in pick],
             scores.max(dim=1).values)
+
+
+def evaluate_on(policy, ref, rm, tok, prompts, cfg, seed_offset, device):
+    """evaluate_policy with a stage's settings (cfg: max_response_tokens, temperature, truncation_penalty,
+    dtype, seed) and the sampling stream cfg.seed + seed_offset (nanorm/config.py names the offsets)."""
+    gen = torch.Generator(device=device).manual_seed(cfg.seed + seed_offset)
+    return evaluate_policy(policy, ref, rm, tok, prompts, cfg.max_response_tokens, cfg.temperature,
+                           cfg.truncation_penalty, gen, device, cfg.dtype)
+
+
+def validation_point(policy, ref, rm, tok, prompts, cfg, device):
+    """One point of a training curve: the policy on the validation prompts, always the same sampling
+    stream (SEED_VAL_EVAL), so the SFT model evaluated this way is the curve's iteration-0 point."""
+    summary, rows = evaluate_on(policy, ref, rm, tok, prompts, cfg, SEED_VAL_EVAL, device)
+    point = {k: summary[k] for k in ("proxy", "gold", "kl", "length", "format", "eos_rate")}
+    point["sycophancy"] = summary["per_family"].get("claim", {}).get("sycophancy_rate")
+    return point, rows
+
+
+def compare_on_test(policies, ref, rm, tok, prompts, cfg, device):
+    """The final comparison: SFT (= ref) and each named policy sample every test prompt once, each from its
+    own stream (SEED_TEST[name]); the gold labeler compares each policy's sample with SFT's (ties half).
+    Returns {name: summary} (with "win_rate_vs_sft") and {name: rows}, SFT first."""
+    summaries, rows = {}, {}
+    for name, model in {"sft": ref, **policies}.items():
+        summaries[name], rows[name] = evaluate_on(model, ref, rm, tok, prompts, cfg, SEED_TEST[name], device)
+        if name != "sft":
+            summaries[name]["win_rate_vs_sft"] = win_rate(prompts, rows[name], rows["sft"])
+    return summaries, rows
+
+
+def win_rate(prompts, rows_a, rows_b):
+    """gold_win_rate of two policies' evaluation rows (one sample each per prompt)."""
+    return gold_win_rate(prompts, [r["text"] for r in rows_a], [r["finished"] for r in rows_a],
+                         [r["text"] for r in rows_b], [r["finished"] for r in rows_b])
+
+
+def best_of_n_on_test(ref, rm, tok, prompts, n, cfg, sft_rows, device):
+    """The RM-only baseline on the test prompts: the RM's favourite of n SFT samples (SEED_TEST["best_of_n"]).
+    Its KL to SFT is at most log n - (n-1)/n (Stiennon et al. 2020, app. G.3; exact without ties)."""
+    gen = torch.Generator(device=device).manual_seed(cfg.seed + SEED_TEST["best_of_n"])
+    texts, fin, _, scores = best_of_n(ref, rm, tok, prompts, n, cfg.max_response_tokens, cfg.temperature,
+                                      cfg.truncation_penalty, gen, device, cfg.dtype)
+    summary = summarise(describe(prompts, texts, fin), scores,
+                        torch.full((len(prompts),), float(np.log(n) - (n - 1) / n)))   # KL_bon bound
+    summary["win_rate_vs_sft"] = gold_win_rate(prompts, texts, fin, [r["text"] for r in sft_rows],
+                                               [r["finished"] for r in sft_rows])
+    return summary
+
+
+# ----------------------------------------------------------------------------------------------------
+# Stage reports: what train_sft.py and train_rm.py measure at the end
+
+
+def evaluate_sft(model, tok, eval_texts, test_prompts, cfg, device):
+    """Sample each held-out prompt once: EOS rate, gold (world prompts only: test_prompts=None for a file),
+    and variety (the first 50 prompts sampled 4 more times: distinct answers among the 5)."""
+    gen = torch.Generator(device=device).manual_seed(cfg.seed + SEED_SFT_EVAL)
+    sample = lambda texts: sample_responses(model, tok, texts, cfg.max_response_tokens, temperature=cfg.temperature,
+                                            generator=gen, device=device, dtype=cfg.dtype,
+                                            max_prompt_tokens=cfg.block_size - cfg.max_response_tokens)
+    texts, finished, _ = sample(eval_texts)        # a longer (real) dialogue keeps its last tokens
+    few = eval_texts[:50]
+    repeats = [sample(few)[0] for _ in range(4)]
+    distinct = np.mean([len({texts[i], *(r[i] for r in repeats)}) for i in range(len(few))])
+    report = {"n_test_prompts": len(eval_texts), "eos_rate": float(np.mean(finished)),
+              "distinct_of_5_samples": float(distinct)}
+    if test_prompts is None:   # real data has no gold utility: report what can be measured, and the samples
+        golds = [None] * len(texts)
+        report.update({"data": cfg.data, "gold": None, "per_family": None})
+    else:
+        golds = [world.gold(p, t, f) for p, t, f in zip(test_prompts, texts, finished)]
+        per_family = {}
+        for fam in world.FAMILIES:
+            g = [x for p, x in zip(test_prompts, golds) if p.family == fam]
+            per_family[fam] = {"n": len(g), "gold_mean": float(np.mean(g)), "gold_std": float(np.std(g))}
+        report.update({"gold_mean": float(np.mean(golds)), "gold_std": float(np.std(golds)),
+                       "per_family": per_family})
+    report["samples"] = [{"prompt": p, "response": t, "finished": f, **({} if g is None else {"gold": round(g, 3)})}
+                         for p, t, f, g in list(zip(eval_texts, texts, finished, golds))[:20]]
+    return report
+
+
+def evaluate_rm(r, records, labeler_a=None, labeler_b=None, seed=0):
+    """How good is a reward model, without running PPO? r: (M,) its normalised rewards of every response
+    of the held-out records (flat, record by record); records: ranked by held-out labeler A.
+
+    Always: pairwise accuracy against A's rankings (ties count half) and the calibration error (ECE) of
+    sigma(r_a - r_b), each pair oriented at random. World records (labelers given): the same pairs
+    judged by labeler B (agreement, the noise ceiling), the Bayes ceiling mean max(p, 1-p) of A's own
+    noise, accuracy against gold, per family, and reward vs length. A file: the longer-wins baseline.
+    """
+    idx_w, idx_l, group = kwise_pairs([rec.ranking for rec in records])          # (P,) each
+    report = {"n_eval_prompts": len(records), "n_eval_pairs": len(idx_w),
+              "accuracy": pairwise_accuracy(r[idx_w], r[idx_l])}
+    flip = torch.rand(len(idx_w), generator=torch.Generator().manual_seed(seed)) < 0.5
+    a, b = torch.where(flip, idx_l, idx_w), torch.where(flip, idx_w, idx_l)      # (P,) random orientation
+    report["ece"] = expected_calibration_error(torch.sigmoid(r[a] - r[b]), (~flip).float())
+    if labeler_a is None:   # real data: no gold and no second labeler; the baseline is "the longer one wins"
+        n_chars = torch.tensor([float(len(t)) for rec in records for t in rec.responses])   # (M,)
+        report["length_baseline_accuracy"] = pairwise_accuracy(n_chars[idx_w], n_chars[idx_l])
+        report["reward_length_corr"] = float(np.corrcoef(r.numpy(), n_chars.numpy())[0, 1])
+        return report
+
+    prompts = [world.Prompt.from_dict(rec.meta["world_prompt"]) for rec in records]
+    flat = [(p, t, f) for p, rec in zip(prompts, records) for t, f in zip(rec.responses, rec.meta["finished"])]
+    rng_b = random.Random(seed + SEED_LABELER_B)
+    pos_b = []                                    # (M,) each response's place in labeler B's ranking
+    for p, rec in zip(prompts, records):
+        ranking_b = labeler_b.rank(p, rec.responses, rng_b, finished=rec.meta["finished"])
+        pos_b += [ranking_b.index(i) for i in range(len(rec.responses))]
+    pos_b = torch.tensor(pos_b)
+    gold = torch.tensor([world.gold(p, t, f) for p, t, f in flat], dtype=torch.float64)          # (M,)
+    feats = [world.features(p, t) for p, t, _ in flat]
+    pairs = list(zip(idx_w.tolist(), idx_l.tolist()))
+    p_a = np.array([labeler_a.p_prefer(flat[w][0], flat[w][1], flat[l][1], flat[w][2], flat[l][2]) for w, l in pairs])
+    p_b = np.array([labeler_b.p_prefer(flat[w][0], flat[w][1], flat[l][1], flat[w][2], flat[l][2]) for w, l in pairs])
+    right = ((r[idx_w] > r[idx_l]).double() + 0.5 * (r[idx_w] == r[idx_l]).double()).numpy()   # (P,) 1, 1/2, 0
+    judged = (gold[idx_w] != gold[idx_l]).numpy()                      # (P,) gold is not a tie on this pair
+    gold_right = ((r[idx_w] > r[idx_l]) == (gold[idx_w] > gold[idx_l])).numpy()
+    families = np.array([prompts[g].family for g in group.tolist()])   # (P,)
+    lengths = np.array([f["n_words"] for f in feats])                  # (M,)
+    correct = np.array([bool(f["correct"]) and done for f, (_, _, done) in zip(feats, flat)])
+    rewards = r.double().numpy()
+    report.update({
+        "bayes_ceiling": bayes_ceiling(torch.tensor(p_a, dtype=torch.float32)),
+        "inter_labeler_agreement": float(np.mean(p_a * p_b + (1 - p_a) * (1 - p_b))),   # P(A and B agree)
+        "inter_labeler_agreement_sampled": float(np.mean((pos_b[idx_w] < pos_b[idx_l]).numpy())),
+        "gold_accuracy": float(np.mean(gold_right[judged])) if judged.any() else 0.0,
+        "accuracy_per_family": {str(f): float(np.mean(right[families == f])) for f in sorted(set(families))},
+        "reward_length_corr": float(np.corrcoef(rewards, lengths)[0, 1]),
+        "reward_length_corr_correct_only": float(np.corrcoef(rewards[correct], lengths[correct])[0, 1]),
+    })
+    return report

@@ -189,7 +189,7 @@ class GPT(nn.Module):
         With use_cache=False every step re-runs the whole sequence (the slow reference the tests use).
         """
         B, device = len(prompts), self.lm_head.weight.device
-        idx, mask = left_pad(prompts, pad_id, device)
+        idx, mask = pad(prompts, pad_id, left=True, device=device)
         Tp = idx.shape[1]
         assert Tp + max_new_tokens <= self.cfg.block_size, "prompt + response exceed block_size"
         cache = KVCache(self.cfg.n_layer) if use_cache else None
@@ -215,14 +215,19 @@ class GPT(nn.Module):
         return torch.stack(out, dim=1), finished
 
 
-def left_pad(prompts, pad_id, device="cpu"):
-    """Lists of token ids -> (B, Tp) ids padded on the LEFT and the (B, Tp) mask of real tokens."""
-    B, Tp = len(prompts), max(len(p) for p in prompts)
-    idx = torch.full((B, Tp), pad_id, dtype=torch.long)
-    mask = torch.zeros(B, Tp, dtype=torch.bool)
-    for i, p in enumerate(prompts):
-        idx[i, Tp - len(p):] = torch.tensor(p, dtype=torch.long)
-        mask[i, Tp - len(p):] = True
+def pad(seqs, pad_id, left=False, device="cpu"):
+    """Lists of token ids -> (B, T) ids and the (B, T) bool mask of real tokens.
+
+    Right padding (the default) is the training layout, [tokens][pad ...]; left padding is the sampling
+    layout, [pad ...][tokens], so that every row's next token is predicted at the last column.
+    """
+    B, T = len(seqs), max(1, max(len(s) for s in seqs))
+    idx = torch.full((B, T), pad_id, dtype=torch.long)
+    mask = torch.zeros(B, T, dtype=torch.bool)
+    for i, s in enumerate(seqs):
+        cols = slice(T - len(s), T) if left else slice(0, len(s))
+        idx[i, cols] = torch.tensor(s, dtype=torch.long)
+        mask[i, cols] = True
     return idx.to(device), mask.to(device)
 
 

@@ -79,6 +79,8 @@ import re
 import sys
 from dataclasses import dataclass, field
 
+from nanorm.checkpoint import atomic_open
+
 USER, ASSISTANT = "User:", "Assistant:"   # the turn labels of nanorm/tokenizer.py's chat template
 HH_ASSISTANT = "\n\nAssistant:"           # the turn markers of HH-RLHF transcripts
 HH_TURN = re.compile(r"\n\n(Human|Assistant):")
@@ -97,6 +99,11 @@ class Comparison:
     @property
     def best(self) -> str:
         return self.responses[self.ranking[0]]
+
+    @property
+    def finished(self) -> list[bool]:
+        """Did each response end by itself (EOS)? Samples record it in meta; other responses are whole."""
+        return self.meta.get("finished") or [True] * len(self.responses)
 
 
 class _Fatal(Exception):
@@ -383,25 +390,14 @@ def load_comparisons(path, max_prompt_chars=2000, max_response_chars=1000, limit
 
 def write_comparisons(path, comparisons):
     """Write comparisons as JSONL in the "ranked" format. Atomic: a failure leaves any old file intact."""
-    tmp = path + ".tmp"
-    if os.path.dirname(path):
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            for c in comparisons:
-                if len(c.responses) < 2 or sorted(c.ranking) != list(range(len(c.responses))):
-                    raise ValueError(f"comparison from {c.source or '?'}: ranking {c.ranking} is not a "
-                                     f"permutation of 0..{len(c.responses) - 1} (K >= 2)")
-                record = {"prompt": c.prompt, "responses": c.responses, "ranking": c.ranking,
-                          "labeler": c.labeler, "meta": c.meta}
-                f.write(json.dumps(record, ensure_ascii=False) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    os.replace(tmp, path)   # atomic on POSIX: readers see the old file or the new one, never a mix
+    with atomic_open(path) as f:
+        for c in comparisons:
+            if len(c.responses) < 2 or sorted(c.ranking) != list(range(len(c.responses))):
+                raise ValueError(f"comparison from {c.source or '?'}: ranking {c.ranking} is not a "
+                                 f"permutation of 0..{len(c.responses) - 1} (K >= 2)")
+            record = {"prompt": c.prompt, "responses": c.responses, "ranking": c.ranking,
+                      "labeler": c.labeler, "meta": c.meta}
+            f.write(json.dumps(record, ensure_ascii=False) + "\n")
 
 
 def sft_examples(comparisons):
@@ -431,3 +427,22 @@ def split_holdout(comparisons, frac=0.1, seed=0):
     train = [c for c in comparisons if key(c) not in held]
     held_out = [c for c in comparisons if key(c) in held]
     return train, held_out
+
+
+def load_split(path, eval_frac, seed, max_response_chars=1000):
+    """A comparisons file -> (train records, held-out records, load stats), split as EVERY stage splits it
+    (train_sft.py, train_rm.py), so an SFT model trained on a file never saw the RM's held-out records.
+
+    A file of rankings that train_rm.py collected in the world (each record has meta["world_prompt"])
+    is not split: it is all training data, and held-out is None (the world ranks fresh held-out prompts).
+    """
+    records, stats = load_comparisons(path, max_response_chars=max_response_chars or None)
+    if not records:
+        raise SystemExit(f"error: {path}: no usable comparisons ({json.dumps(stats)})")
+    if all("world_prompt" in r.meta for r in records):
+        return records, None, stats
+    train, held_out = split_holdout(records, eval_frac, seed=seed)
+    if not train or not held_out:
+        raise SystemExit(f"error: {path}: {len(records)} usable comparisons, too few to hold some out "
+                         f"(--eval_frac={eval_frac})")
+    return train, held_out, stats

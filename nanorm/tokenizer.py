@@ -104,12 +104,10 @@ def read_ranks(path):
 
 def write_ranks(path, ranks):
     """Write atomically: a reader never sees half a file."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
+    from nanorm.checkpoint import atomic_open
+    with atomic_open(path, "wb") as f:
         for token, rank in sorted(ranks.items(), key=lambda kv: kv[1]):
             f.write(base64.b64encode(token) + b" " + str(rank).encode() + b"\n")
-    os.replace(tmp, path)
 
 
 def train_bpe(texts, vocab_size):
