@@ -12,8 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from nanorm.data import pack_sequences
-from nanorm.reward import kwise_pairs
+from nanorm.data import encode_example, pack_sequences
+from nanorm.reward import bradley_terry_loss, kwise_pairs
 
 
 def sequence_logprobs(logits: Tensor, tokens: Tensor, mask: Tensor) -> Tensor:
@@ -70,34 +70,23 @@ def dpo_loss(pi_logp_w: Tensor, pi_logp_l: Tensor, ref_logp_w: Tensor, ref_logp_
 
 
 def encode_comparison(tok, comparison, max_response_tokens, block_size):
-    """One ranked comparison -> (prompt ids, [response ids, ...], ranking).
-
-    A response the sampler finished ends with EOS (stopping was the policy's choice, so it is trained on
-    it); one marked unfinished in meta["finished"] (it hit the length limit) gets no EOS. A response is
-    cut to max_response_tokens (losing its EOS, as the sampler would), and the prompt is cut on the LEFT
-    so that prompt + response fits in block_size.
-    """
-    finished = comparison.meta.get("finished") or [True] * len(comparison.responses)
-    responses = []
-    for text, done in zip(comparison.responses, finished):
-        ids = tok.encode_response(text) if done else tok.encode(" " + text)   # EOS only if the sampler stopped
-        responses.append(ids[:max_response_tokens])
-    room = block_size - max(len(r) for r in responses)
-    assert room > 0, f"max_response_tokens={max_response_tokens} leaves no room for a prompt in block_size={block_size}"
-    prompt = tok.encode_prompt(comparison.prompt)[-room:]
-    return prompt, responses, list(comparison.ranking)
+    """One ranked comparison -> ([(prompt ids, response ids), ...], ranking), by the one encoding rule of
+    every stage (nanorm/data.py::encode_example): EOS only on a response that finished by itself, a
+    response cut to max_response_tokens, the prompt cut on the LEFT to fit block_size."""
+    pairs = [encode_example(tok, comparison.prompt, text, block_size, max_response_tokens, done)
+             for text, done in zip(comparison.responses, comparison.finished)]
+    return pairs, list(comparison.ranking)
 
 
 def pack_kwise(examples, pad_id, device="cpu"):
-    """examples: [(prompt ids, [response ids, ...], ranking), ...] -> the flat K-wise batch.
+    """examples: [([(prompt ids, response ids), ...], ranking), ...] -> the flat K-wise batch.
 
     Returns tokens (M, T), response_mask (M, T) (True on response tokens, EOS included; prompt and
     padding False), and idx_w, idx_l, group (P,) from reward.py::kwise_pairs.
     """
-    prompts = [p for p, responses, _ in examples for _ in responses]    # prompt i repeated K_i times
-    responses = [r for _, responses, _ in examples for r in responses]
-    tokens, _, response_mask = pack_sequences(prompts, responses, pad_id, device)   # right-padded
-    idx_w, idx_l, group = kwise_pairs([ranking for _, _, ranking in examples])
+    seqs = [pair for pairs, _ in examples for pair in pairs]             # (M,) prompt i's K_i pairs in a row
+    tokens, _, response_mask = pack_sequences([p for p, _ in seqs], [r for _, r in seqs], pad_id, device)
+    idx_w, idx_l, group = kwise_pairs([ranking for _, ranking in examples])
     return tokens, response_mask, idx_w.to(device), idx_l.to(device), group.to(device)
 
 
@@ -123,27 +112,32 @@ def reference_logprobs(ref, examples, pad_id, device="cpu", batch_prompts=32):
         chunk = examples[start:start + batch_prompts]
         tokens, response_mask, *_ = pack_kwise(chunk, pad_id, device)
         logp = batch_logprobs(ref, tokens, response_mask).float().cpu()    # (M,)
-        out.extend(logp.split([len(responses) for _, responses, _ in chunk]))
+        out.extend(logp.split([len(pairs) for pairs, _ in chunk]))
     return out
 
 
 def kwise_dpo_loss(pi_logp, ref_logp, idx_w, idx_l, group, beta):
-    """The DPO loss over a K-wise batch, weighted as the reward model's loss (reward.py::bradley_terry_loss):
+    """The DPO loss over a K-wise batch IS the reward model's loss (reward.py::bradley_terry_loss) with the
+    implicit reward r_hat = beta * (log pi - log pi_ref) in place of the RM's score:
 
         loss = mean over prompts of  1/C(K,2) * sum over that prompt's pairs of  -log sigma(r_hat_w - r_hat_l)
 
     so a prompt with K=9 (36 pairs) counts as much as one with K=4 (6 pairs) and no single ranking
-    dominates a batch (InstructGPT sec. 3.5). dpo_loss already averages over the pairs it is given, so
-    it is called once per prompt and the results are averaged. The stats are weighted the same way.
+    dominates a batch (InstructGPT sec. 3.5). The stats are weighted the same way (1/C(K,2) per prompt).
 
     pi_logp: (M,) policy log-probs (with grad); ref_logp: (M,) reference log-probs; idx_w, idx_l, group: (P,).
     """
-    prompts = torch.unique(group)
-    losses, stats = [], {}
-    for g in prompts:
-        w, l = idx_w[group == g], idx_l[group == g]       # the C(K,2) pairs of prompt g
-        loss_g, stats_g = dpo_loss(pi_logp[w], pi_logp[l], ref_logp[w], ref_logp[l], beta)  # 1/C(K,2) sum, eq. 7
-        losses.append(loss_g)
-        for k, v in stats_g.items():
-            stats[k] = stats.get(k, 0.0) + v / len(prompts)
-    return torch.stack(losses).mean(), stats          # mean over prompts, as InstructGPT eq. 1
+    r_hat = beta * (pi_logp - ref_logp)                             # (M,) Rafailov et al. 2023 eq. 5
+    loss = bradley_terry_loss(r_hat, idx_w, idx_l, group)           # eq. 7, weighted as InstructGPT eq. 1
+    with torch.no_grad():
+        n_pairs = torch.bincount(group).double()                     # (G,) C(K_i, 2)
+        has_pairs = n_pairs > 0
+
+        def per_prompt_mean(x):                                       # (P,) -> mean over prompts of 1/C(K,2) sum
+            sums = torch.zeros_like(n_pairs).index_add(0, group, x.double())
+            return (sums[has_pairs] / n_pairs[has_pairs]).mean().item()
+
+        r_w, r_l = r_hat[idx_w], r_hat[idx_l]
+        stats = {"rewards_chosen": per_prompt_mean(r_w), "rewards_rejected": per_prompt_mean(r_l),
+                 "reward_margin": per_prompt_mean(r_w - r_l), "reward_accuracy": per_prompt_mean((r_w > r_l).float())}
+    return loss, stats

@@ -81,3 +81,18 @@ def print_policy_table(summaries, n_prompts):
 
 def _num(x):
     return float("nan") if x is None else x
+
+
+def print_dpo_as_reward_model(report):
+    print("\nsample responses (held-out test prompts):")
+    for s in report["samples"][:6]:
+        print(f"  {s['prompt']}")
+        print(f"    SFT gold {s['gold_sft']:+.2f} | {s['sft']!r}\n    DPO gold {s['gold_dpo']:+.2f} | {s['dpo']!r}")
+    ir, rm = report["implicit_reward"], report["rm"]
+    fmt = lambda x: f"{x:8.3f}" if x is not None else f"{'-':>8s}"
+    print(f"\nas a reward model, on the RM's held-out comparisons, ranked by a held-out labeler "
+          f"({ir['n_prompts']} prompts, {ir['n_pairs']} pairs once duplicate responses are dropped):")
+    print(f"  {'':40s} {'vs labeler':>10s} {'vs gold':>8s}")
+    print(f"  {'DPO implicit reward beta*log(pi/pi_ref)':40s} {ir['accuracy']:10.3f} {fmt(ir['gold_accuracy'])}")
+    print(f"  {'reward model, the same pairs':40s} {rm['accuracy']:10.3f} {fmt(rm['gold_accuracy'])}")
+    print(f"total time {report['total_seconds']:.0f}s")
