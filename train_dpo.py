@@ -51,7 +51,7 @@ from nanorm.config import autocast, parse_config, start
 from nanorm.dpo import batch_logprobs, encode_comparison, kwise_dpo_loss, pack_kwise, reference_logprobs
 from nanorm.evaluate import compare_on_test, load_policy, load_reward_model, rm_scores, validation_point, win_rate
 from nanorm.prefdata import load_comparisons
-from nanorm.report import print_dpo_as_reward_model, print_policy_table, print_validation_point
+from nanorm.report import print_dpo_as_reward_model, print_footer, print_policy_table, print_validation_point
 from nanorm.reward import pairwise_accuracy
 from nanorm.tokenizer import DEFAULT_RANKS, load_tokenizer
 from nanorm.training import lr_at, progress, set_lr
@@ -236,6 +236,7 @@ def main(cfg):
     write_json(os.path.join(cfg.out_dir, "eval.json"), report)
     print_policy_table({k: summaries[k] for k in ("sft", "ppo", "dpo") if k in summaries}, len(test_prompts))
     print_dpo_as_reward_model(report)
+    print_footer(device, report["total_seconds"])
     return report
 
 

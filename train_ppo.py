@@ -18,14 +18,13 @@ Each iteration runs six numbered steps:
 From Python: `import train_ppo; report = train_ppo.main(train_ppo.PPOConfig(beta=0.02))`.
 
 Reads  : out/sft/ckpt.pt, out/rm/ckpt.pt
-Writes : out/ppo/ckpt.pt (policy, critic, optimizers, KL controller), out/ppo/metrics.jsonl, out/ppo/eval.json
+Writes : out/ppo/ckpt.pt (policy, critic, optimizers, KL coefficient, random streams), metrics.jsonl, eval.json
 Lesson : lessons/05-ppo.md
 
 Where this departs from InstructGPT (Ouyang et al. 2022) and from "The N implementation details of
 RLHF with PPO" (Huang et al. 2023, the lm-human-preferences recipe), and why:
-  - Tiny scale: a ~1M-parameter GPT trained from scratch on a simulated world, not a pretrained LM; a
-    few thousand rollouts instead of ~256k episodes. The point is to see the mechanics and the failure
-    modes in minutes on a laptop.
+  - Tiny scale: a ~1M-parameter GPT trained from scratch on a simulated world, a few thousand rollouts
+    instead of ~256k episodes: to see the mechanics and the failure modes in minutes on a laptop.
   - No pretraining-mix term (InstructGPT's "PPO-ptx"): there is no pretraining corpus here.
   - A response that hits the length limit without EOS gets a fixed penalty (--truncation_penalty)
     instead of the RM score. The recipe does the same for responses without an end token; InstructGPT
@@ -33,13 +32,12 @@ RLHF with PPO" (Huang et al. 2023, the lm-human-preferences recipe), and why:
   - The critic is a separate trunk initialised from the RM (as InstructGPT and Stiennon et al. do) with
     the RM's normalisation folded into its head; the recipe initialises the value head at zero on top
     of the policy's trunk in some variants.
-  - The value after the last token is 0, also for truncated responses (no bootstrapping), with gamma = 1:
-    an episode is one response.
+  - The value after the last token is 0, also for truncated responses (no bootstrapping), gamma = 1.
   - The RM is normalised once, after RM training, on SFT samples (mean 0, std 1), as the recipe does;
     reward whitening per batch is optional (--whiten_rewards), off by default.
   - Sampling temperature (default 1.0) is applied to the logits for EVERY log-prob (policy, reference,
     PPO ratio), so the KL is that of the distributions actually sampled; the recipe fixed this bug too.
-  - Adam without the recipe's epsilon/learning-rate annealing details; one minibatch size for both nets.
+  - Adam without the recipe's epsilon/learning-rate annealing; one minibatch size for both nets.
   - beta = 0.2 by default, ten times InstructGPT's 0.02: this RM cannot check most claims, and with
     beta 0.05 or less gold already peaks and falls within 60 iterations (lessons 05 and 06 show the sweep).
 """
@@ -54,15 +52,15 @@ import numpy as np
 import torch
 
 from nanorm import world
-from nanorm.checkpoint import MetricsLog, load_checkpoint, save_checkpoint, tokenizer_info, write_json
+from nanorm.checkpoint import (MetricsLog, random_streams, resume_run, save_checkpoint, tokenizer_info,
+                              write_json)
 from nanorm.config import autocast, parse_config, start
 from nanorm.data import join_prompt_response, response_logprobs, response_mask_from
-from nanorm.evaluate import (best_of_n_on_test, compare_on_test, load_policy, load_reward_model,
-                             validation_point)
+from nanorm.evaluate import compare_on_test, load_policy, load_reward_model, validation_point
 from nanorm.model import ScalarHeadModel
 from nanorm.ppo import (AdaptiveKLController, FixedKLController, entropy_from_logits, explained_variance, gae,
                         kl_penalized_rewards, masked_mean, ppo_policy_loss, ppo_value_loss, whiten)
-from nanorm.report import print_policy_table, print_samples, print_validation_point
+from nanorm.report import print_footer, print_policy_table, print_samples, print_validation_point
 from nanorm.tokenizer import DEFAULT_RANKS, load_tokenizer
 from nanorm.training import progress
 
@@ -120,41 +118,31 @@ def main(cfg):
     device = start(cfg)   # print the config, pick the device, set threads and seeds
     t_start = time.time()
 
-    # ------------------------------------------------------------------------------------------------
     # Models: the policy (from SFT), the frozen SFT reference, the frozen RM, and the critic (from the RM)
     tok = load_tokenizer(cfg.tokenizer)
     policy, sft_ckpt = load_policy(cfg.sft_ckpt, tok, device, kinds="sft")
     ref, _ = load_policy(cfg.sft_ckpt, tok, device, kinds="sft")
-    rm, rm_ckpt = load_reward_model(cfg.rm_ckpt, tok, device)          # outputs the normalised reward
+    rm, _ = load_reward_model(cfg.rm_ckpt, tok, device)          # outputs the normalised reward
     critic = ScalarHeadModel(rm.cfg).to(device)
     critic.load_state_dict(rm.state_dict())                               # V(s_t) starts as the RM's opinion
     for p in list(ref.parameters()) + list(rm.parameters()):
         p.requires_grad_(False)
     policy_opt = torch.optim.Adam(policy.parameters(), lr=cfg.lr, eps=1e-5)
     critic_opt = torch.optim.Adam(critic.parameters(), lr=cfg.critic_lr, eps=1e-5)
-    if cfg.kl_ctl == "adaptive":
-        kl_ctl = AdaptiveKLController(cfg.beta, cfg.kl_target, cfg.kl_horizon)
-    else:
-        kl_ctl = FixedKLController(cfg.beta)
-    start_iter = 0
-    if cfg.resume:
-        state = load_checkpoint(cfg.resume, "ppo", tok)
-        policy.load_state_dict(state["state_dict"])
-        critic.load_state_dict(state["critic_state_dict"])
-        policy_opt.load_state_dict(state["policy_opt"])
-        critic_opt.load_state_dict(state["critic_opt"])
-        kl_ctl.beta = state["beta"]
-        start_iter = state["step"]
-        print(f"resumed from {cfg.resume} at iteration {start_iter}")
+    kl_ctl = (AdaptiveKLController(cfg.beta, cfg.kl_target, cfg.kl_horizon) if cfg.kl_ctl == "adaptive"
+              else FixedKLController(cfg.beta))
     print(f"policy {policy.num_params() / 1e6:.2f}M params; critic from RM {cfg.rm_ckpt}")
-
     train_prompts = world.make_split("train", seed=cfg.seed)
     eval_prompts = world.make_split("val", cfg.n_eval_prompts, seed=cfg.seed)
-    rng = random.Random(cfg.seed + start_iter)
-    gen = torch.Generator(device=device).manual_seed(cfg.seed + start_iter)
+    rng = random.Random(cfg.seed)                                   # which prompts each rollout draws
+    gen = torch.Generator(device=device).manual_seed(cfg.seed)      # the rollouts' samples
+    start_iter = 0
+    if cfg.resume:   # continue exactly: weights, optimizers, beta and the rollouts' random streams
+        state = resume_run(cfg.resume, "ppo", tok, cfg.n_iters, {"state_dict": policy, "critic_state_dict": critic,
+                           "policy_opt": policy_opt, "critic_opt": critic_opt}, rng, gen)
+        kl_ctl.beta, start_iter = state["beta"], state["step"]
     log = MetricsLog(os.path.join(cfg.out_dir, "metrics.jsonl"), fresh=not cfg.resume)
 
-    # ------------------------------------------------------------------------------------------------
     # The PPO loop
     pbar = progress(cfg.n_iters - start_iter, "ppo")
     for it in range(start_iter, cfg.n_iters):
@@ -175,13 +163,12 @@ def main(cfg):
             ref_logprobs, _ = response_logprobs(ref, tokens, mask, Tp, cfg.temperature)       # (B, Tr)
             values = critic(tokens, mask)[:, Tp - 1:-1].float()   # (B, Tr) V before each response token
             score = rm.score(tokens, mask).float()                # (B,) r at the final real token
-        # a response cut at the length limit is not scored by the RM: it gets a fixed penalty
-        score = torch.where(finished, score, torch.full_like(score, cfg.truncation_penalty))
+        score = torch.where(finished, score, torch.full_like(score, cfg.truncation_penalty))   # no EOS: a penalty
 
         # 3. Reward: R = r - beta * KL, spread over tokens (the KL part) with r on the last real token
         rewards, kl = kl_penalized_rewards(score, logprobs, ref_logprobs, response_mask, kl_ctl.beta)   # (B, Tr)
         if cfg.whiten_rewards:
-            rewards = whiten(rewards, response_mask, shift_mean=False)
+            rewards = whiten(rewards, response_mask, shift_mean=False)   # scale only: the sign of r is kept
 
         # 4. Advantages: GAE from the critic's values; whitened over the batch's real tokens
         advantages, returns = gae(rewards, values, response_mask, cfg.gamma, cfg.lam)   # (B, Tr) each
@@ -191,7 +178,6 @@ def main(cfg):
         policy.train()
         critic.train()
         stats = {"pg_loss": [], "vf_loss": [], "clipfrac": [], "approx_kl": [], "entropy": [], "vclipfrac": []}
-        stop = False
         for epoch in range(cfg.ppo_epochs):
             order = torch.randperm(cfg.batch_size, generator=torch.Generator().manual_seed(cfg.seed + it * 100 + epoch))
             for first in range(0, cfg.batch_size, cfg.minibatch_size):
@@ -211,14 +197,12 @@ def main(cfg):
                 critic_opt.step()
                 with torch.no_grad():
                     entropy = masked_mean(entropy_from_logits(logits), response_mask[mb]).item()
-                for k, v in [("pg_loss", pg_loss.item()), ("vf_loss", vf_loss.item()), ("entropy", entropy),
-                             ("clipfrac", pg_stats["clipfrac"]), ("approx_kl", pg_stats["approx_kl"]),
-                             ("vclipfrac", vf_stats["vclipfrac"])]:
+                for k, v in {"pg_loss": pg_loss.item(), "vf_loss": vf_loss.item(), "entropy": entropy,
+                             **pg_stats, "vclipfrac": vf_stats["vclipfrac"]}.items():
                     stats[k].append(v)
                 if cfg.target_kl and pg_stats["approx_kl"] > 1.5 * cfg.target_kl:
-                    stop = True
-                    break
-            if stop:
+                    break                          # the policy moved too far from the rollout's: stop early
+            if cfg.target_kl and stats["approx_kl"][-1] > 1.5 * cfg.target_kl:
                 break
 
         # 6. Log
@@ -247,24 +231,18 @@ def main(cfg):
     ckpt = {"kind": "ppo", "model_config": asdict(policy.cfg), "state_dict": policy.state_dict(),
             "critic_state_dict": critic.state_dict(), "policy_opt": policy_opt.state_dict(),
             "critic_opt": critic_opt.state_dict(), "beta": kl_ctl.beta, "config": asdict(cfg), "step": cfg.n_iters,
-            "tokenizer": tokenizer_info(tok), "sft_config": sft_ckpt["config"]}
+            "tokenizer": tokenizer_info(tok), "sft_config": sft_ckpt["config"], **random_streams(rng, gen)}
     save_checkpoint(os.path.join(cfg.out_dir, "ckpt.pt"), ckpt)
     print(f"saved {cfg.out_dir}/ckpt.pt after {train_time:.0f}s")
 
-    # ------------------------------------------------------------------------------------------------
     # Final evaluation on held-out TEST prompts: did the policy truly get better (gold), or only the proxy?
     test_prompts = world.make_split("test", cfg.n_test_prompts, seed=cfg.seed)
-    summaries, rows = compare_on_test({"ppo": policy}, ref, rm, tok, test_prompts, cfg, device)
-    if cfg.best_of:
-        summaries[f"best_of_{cfg.best_of}"] = best_of_n_on_test(ref, rm, tok, test_prompts, cfg.best_of, cfg,
-                                                                rows["sft"], device)
+    summaries, _ = compare_on_test({"ppo": policy}, ref, rm, tok, test_prompts, cfg, device, best_of=cfg.best_of)
     report = {"n_test_prompts": len(test_prompts), **summaries, "train_seconds": round(train_time, 1),
               "total_seconds": round(time.time() - t_start, 1)}
     write_json(os.path.join(cfg.out_dir, "eval.json"), report)
     print_policy_table(summaries, len(test_prompts))
-    print(f"total time {report['total_seconds']:.0f}s")
-    if device.type == "cuda":
-        print(f"peak GPU memory: {torch.cuda.max_memory_allocated() / 2**20:.0f} MiB")
+    print_footer(device, report["total_seconds"])
     return report
 
 

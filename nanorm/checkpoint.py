@@ -81,6 +81,34 @@ def load_checkpoint(path, kind=None, tokenizer=None):
     return ckpt
 
 
+def random_streams(rng, gen):
+    """The state of a run's random streams (a random.Random and a torch.Generator), to store in its checkpoint."""
+    return {"rng_state": rng.getstate(), "gen_state": gen.get_state()}
+
+
+def resume_run(path, kind, tok, n_iters, objects, rng, gen):
+    """Load a checkpoint to continue its run exactly: objects maps checkpoint fields to what loads them
+    (models, optimizers: anything with load_state_dict); rng and gen get back the states random_streams
+    saved. n_iters is where the continued run should end: at or below the checkpoint's step is an error."""
+    state = load_checkpoint(path, kind, tok)
+    if "rng_state" not in state:
+        raise SystemExit(f"error: {path}: no field 'rng_state' (an older checkpoint): it cannot be continued exactly")
+    if n_iters <= state["step"]:
+        raise SystemExit(f"error: --n_iters={n_iters}: {path} is already at iteration {state['step']}; "
+                         f"ask for more to continue it")
+    for field, obj in objects.items():
+        obj.load_state_dict(state[field])
+    rng.setstate(_as_tuples(state["rng_state"]))
+    gen.set_state(state["gen_state"])
+    print(f"resumed from {path} at iteration {state['step']}")
+    return state
+
+
+def _as_tuples(x):
+    """random.Random.setstate wants the tuples getstate gave (a checkpoint may hand back lists)."""
+    return tuple(_as_tuples(v) for v in x) if isinstance(x, (list, tuple)) else x
+
+
 def model_config(ckpt):
     return GPTConfig(**ckpt["model_config"])
 

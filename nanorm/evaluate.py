@@ -167,15 +167,18 @@ def validation_point(policy, ref, rm, tok, prompts, cfg, device):
     return point, rows
 
 
-def compare_on_test(policies, ref, rm, tok, prompts, cfg, device):
+def compare_on_test(policies, ref, rm, tok, prompts, cfg, device, best_of=0):
     """The final comparison: SFT (= ref) and each named policy sample every test prompt once, each from its
     own stream (SEED_TEST[name]); the gold labeler compares each policy's sample with SFT's (ties half).
-    Returns {name: summary} (with "win_rate_vs_sft") and {name: rows}, SFT first."""
+    best_of=n adds the RM's favourite of n SFT samples as "best_of_n". Returns {name: summary} (each with
+    "win_rate_vs_sft") and {name: rows}, SFT first."""
     summaries, rows = {}, {}
     for name, model in {"sft": ref, **policies}.items():
         summaries[name], rows[name] = evaluate_on(model, ref, rm, tok, prompts, cfg, SEED_TEST[name], device)
         if name != "sft":
             summaries[name]["win_rate_vs_sft"] = win_rate(prompts, rows[name], rows["sft"])
+    if best_of:
+        summaries[f"best_of_{best_of}"] = best_of_n_on_test(ref, rm, tok, prompts, best_of, cfg, rows["sft"], device)
     return summaries, rows
 
 

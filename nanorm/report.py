@@ -8,7 +8,7 @@ main(), so a program reads them from the return value (or eval.json), never from
 import torch
 
 
-def _footer(device, seconds):
+def print_footer(device, seconds):
     print(f"total time {seconds:.0f}s")
     if device.type == "cuda":
         print(f"peak GPU memory: {torch.cuda.max_memory_allocated() / 2**20:.0f} MiB")
@@ -30,7 +30,7 @@ def print_sft_report(report, cfg, device, seconds):
             print(f"  {fam:10s} n={s['n']:4d}  gold {s['gold_mean']:+.3f} ± {s['gold_std']:.3f}")
     print(f"distinct responses among 5 samples of the same prompt: {report['distinct_of_5_samples']:.2f} "
           f"(mean over {min(50, report['n_test_prompts'])} prompts)")
-    _footer(device, seconds)
+    print_footer(device, seconds)
 
 
 def print_rm_report(report, is_world, device):
@@ -50,7 +50,7 @@ def print_rm_report(report, is_world, device):
         print(f"  corr(reward, length in characters)      {report['reward_length_corr']:+.3f}")
         print("  (real data: no gold, no second labeler, no Bayes ceiling: the labels are the file's)")
     print(f"  calibration error (ECE)                 {report['ece']:.3f}")
-    _footer(device, report["total_seconds"])
+    print_footer(device, report["total_seconds"])
 
 
 def print_validation_point(what, step, point, extra=""):
@@ -95,4 +95,3 @@ def print_dpo_as_reward_model(report):
     print(f"  {'':40s} {'vs labeler':>10s} {'vs gold':>8s}")
     print(f"  {'DPO implicit reward beta*log(pi/pi_ref)':40s} {ir['accuracy']:10.3f} {fmt(ir['gold_accuracy'])}")
     print(f"  {'reward model, the same pairs':40s} {rm['accuracy']:10.3f} {fmt(rm['gold_accuracy'])}")
-    print(f"total time {report['total_seconds']:.0f}s")
