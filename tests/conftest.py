@@ -1,4 +1,4 @@
-"""The `exercise` marker: which tests grade which exercise of the course (see nanorm/assignments.py).
+"""The `exercise` marker: which tests grade which exercise of the course (see nanorm/course/assignments.py).
 
     python -m pytest -q tests --exercise=2.1     # only the tests that grade lesson 2, exercise 1
     python -m pytest -q tests --exercise=5       # ... every exercise of lesson 5

@@ -1,4 +1,4 @@
-"""The assignment machinery (nanorm/assignments.py): regions, stubs, and the student copy's test suite.
+"""The course tool (nanorm/course/): regions, stubs, and the student copy's test suite.
 
 The main check generates a student copy (every exercise stubbed) in a temporary directory, runs its
 test suite there, and asserts that the failing tests are EXACTLY the tests marked
@@ -13,8 +13,8 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from nanorm import assignments
-from nanorm.assignments import RegionError, find_exercises, stub_source
+from nanorm.course import assignments
+from nanorm.course.assignments import RegionError, find_exercises, stub_source
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -140,7 +140,7 @@ def run_student_suite(student, xml_path):
 
 def test_student_copy_fails_exactly_the_graded_tests(tmp_path):
     student = tmp_path / "student"
-    made = subprocess.run([sys.executable, "-m", "nanorm.assignments", f"--out={student}"], cwd=ROOT,
+    made = subprocess.run([sys.executable, "-m", "nanorm.course", f"--out={student}"], cwd=ROOT,
                           capture_output=True, text=True, timeout=120)
     assert made.returncode == 0, made.stderr
     exercises = assignments.all_exercises()
@@ -151,7 +151,7 @@ def test_student_copy_fails_exactly_the_graded_tests(tmp_path):
         assert f"raise NotImplementedError({ex.message!r})" in text
     assert "scaled_dot_product_attention(q, k, v" not in (student / "nanorm" / "model.py").read_text()
     # a second run replaces its own copy only with --force
-    again = subprocess.run([sys.executable, "-m", "nanorm.assignments", f"--out={student}", "--only=2.1"], cwd=ROOT,
+    again = subprocess.run([sys.executable, "-m", "nanorm.course", f"--out={student}", "--only=2.1"], cwd=ROOT,
                            capture_output=True, text=True, timeout=120)
     assert again.returncode != 0 and "--force=true" in again.stderr
 
@@ -161,7 +161,7 @@ def test_student_copy_fails_exactly_the_graded_tests(tmp_path):
     assert len(results) > 50 and graded   # (skipped tests are left out of results)
     assert not failing - graded, ("these tests fail in the student copy but carry no exercise marker; add "
                                   "@pytest.mark.exercise(...) with every exercise they run (python -m "
-                                  f"nanorm.assignments --audit=true lists them): {sorted(failing - graded)}")
+                                  f"nanorm.course --audit=true lists them): {sorted(failing - graded)}")
     assert not graded - failing, f"these graded tests pass with the exercise stubbed: {sorted(graded - failing)}"
     for test in sorted(failing):
         labels, _, message = results[test]
@@ -169,7 +169,7 @@ def test_student_copy_fails_exactly_the_graded_tests(tmp_path):
         assert any(w in message for w in wanted), f"{test} should fail with one of {wanted}, got: {message[:500]}"
 
     # --force replaces the copy; --only stubs just the exercises named
-    again = subprocess.run([sys.executable, "-m", "nanorm.assignments", f"--out={student}", "--force=true",
+    again = subprocess.run([sys.executable, "-m", "nanorm.course", f"--out={student}", "--force=true",
                             "--only=2.1"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert again.returncode == 0 and "1 exercise stubbed" in again.stdout, again.stderr
     assert "raise NotImplementedError" in (student / "nanorm" / "sft.py").read_text()

@@ -5,9 +5,10 @@ import random
 import pytest
 
 from nanorm import world
+from nanorm.experiments.common import minimal_edit
 from nanorm.experiments.contrast_pairs import contrast_records
 from nanorm.experiments.headroom import judge_scores, win_rates
-from nanorm.experiments.what_the_rm_sees import minimal_edit, mistake_kind
+from nanorm.experiments.what_the_rm_sees import mistake_kind
 from nanorm.prefdata import Comparison
 
 

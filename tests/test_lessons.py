@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from nanorm.assignments import all_exercises
+from nanorm.course.assignments import all_exercises
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LESSONS = os.path.join(ROOT, "lessons")

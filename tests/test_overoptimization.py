@@ -1,5 +1,6 @@
-"""The overoptimization experiment (nanorm/experiments/overoptimization.py): the KL of best-of-n, the two
-Gao et al. (2022) fits on synthetic curves with known coefficients, and a smoke run on a tiny SFT/RM chain."""
+"""The overoptimization experiment. Its maths (nanorm/experiments/gao.py): the KL of best-of-n, and the two
+Gao et al. (2022) fits on hand-worked points and on synthetic curves with known coefficients. Then a smoke
+run of nanorm/experiments/overoptimization.py on a tiny SFT/RM chain."""
 
 import json
 import math
@@ -11,7 +12,7 @@ import numpy as np
 import pytest
 
 from nanorm.checkpoint import read_jsonl
-from nanorm.experiments.overoptimization import fit_bon, fit_rl, kl_bon, predict
+from nanorm.experiments.gao import fit_bon, fit_rl, kl_bon, predict
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -21,6 +22,22 @@ def test_kl_of_best_of_n_by_hand():
     assert kl_bon(2) == pytest.approx(math.log(2) - 0.5)        # log n - (n-1)/n
     assert kl_bon(64) == pytest.approx(math.log(64) - 63 / 64)
     assert all(kl_bon(n) < kl_bon(2 * n) for n in range(1, 100))
+
+
+def test_fits_on_hand_worked_points():
+    # best-of-n, alpha = 1, beta = 1/4: R(d) = d (1 - d/4), so R(1) = 3/4, R(2) = 1, R(3) = 3/4. The peak:
+    # dR/dd = 1 - d/2 = 0 at d* = 2 = alpha / (2 beta), where R(d*) = 1 = alpha^2 / (4 beta)
+    fit = fit_bon([1.0, 2.0, 3.0], [0.75, 1.0, 0.75])
+    assert (fit["alpha"], fit["beta"]) == (pytest.approx(1.0), pytest.approx(0.25))
+    assert (fit["d_peak"], fit["R_peak"], fit["r2"]) == (pytest.approx(2.0), pytest.approx(1.0), pytest.approx(1.0))
+    assert list(predict(fit, [0.0, 4.0])) == pytest.approx([0.0, 0.0], abs=1e-12)   # R(0) = 0 = R(alpha / beta)
+    # RL, alpha = 2, beta = 1: R(d) = d (2 - log d), so R(1) = 2, R(e) = e, R(e^2) = 0 (the d = 0 point is
+    # dropped). The peak: dR/dd = 2 - (log d + 1) = 0 at d* = e = exp(alpha / beta - 1), R(d*) = e = beta d*
+    e = math.e
+    fit = fit_rl([0.0, 1.0, e, e ** 2], [0.0, 2.0, e, 0.0])
+    assert fit["n_points"] == 3
+    assert (fit["alpha"], fit["beta"], fit["r2"]) == (pytest.approx(2.0), pytest.approx(1.0), pytest.approx(1.0))
+    assert (fit["d_peak"], fit["R_peak"]) == (pytest.approx(e), pytest.approx(e))
 
 
 @pytest.mark.parametrize("alpha,beta", [(1.0, 0.5), (0.3, 0.05), (2.0, 1.5)])

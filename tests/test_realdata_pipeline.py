@@ -4,7 +4,7 @@ Reads the human preference fixtures in ../shared/realdata (HH-RLHF helpful, Open
 they are, never copies them into the repo, and skips when they are absent. Only slices of them are
 used, written to tmp_path, so the whole file runs in well under a minute.
 
-A student copy (python -m nanorm.assignments) lives elsewhere, so there it looks beside the tree the
+A student copy (python -m nanorm.course) lives elsewhere, so there it looks beside the tree the
 copy was made from: the graded tests below must fail in the copy, not be skipped for want of data.
 """
 
@@ -16,7 +16,7 @@ import sys
 import pytest
 import torch
 
-from nanorm.assignments import STAMP
+from nanorm.course.assignments import STAMP
 from nanorm.checkpoint import read_jsonl
 from nanorm.model import GPT, GPTConfig, ScalarHeadModel
 from nanorm.prefdata import load_comparisons, split_holdout

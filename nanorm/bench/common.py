@@ -1,11 +1,10 @@
-"""Plumbing shared by the benchmarks: flags, timing, the machine's description, the table and the JSON file."""
+"""Plumbing shared by the benchmarks: device and threads, timing, the machine, the table and the JSON file."""
 
 import json
 import os
 import platform
 import statistics
 import subprocess
-import sys
 import time
 
 import torch
@@ -13,30 +12,11 @@ import torch
 from nanorm.config import get_device
 
 
-def parse_flags(defaults, argv=None):
-    """`--key=value` flags over a dict of defaults (values take the default's type). `--help` lists them."""
-    flags = dict(defaults)
-    for arg in sys.argv[1:] if argv is None else argv:
-        if arg in ("-h", "--help"):
-            print("flags:\n" + "\n".join(f"  --{k}={v!r}" for k, v in defaults.items()))
-            raise SystemExit(0)
-        key, sep, raw = arg[2:].partition("=")
-        key = key.replace("-", "_")
-        if not arg.startswith("--") or key not in defaults:
-            raise SystemExit(f"error: unknown flag {arg!r}; valid flags: " + ", ".join(f"--{k}" for k in defaults))
-        default = defaults[key]
-        if isinstance(default, bool):
-            flags[key] = raw.lower() in ("", "1", "true", "yes", "on") if sep else True
-        else:
-            flags[key] = type(default)(raw)
-    return flags
-
-
-def setup(flags):
-    """Threads and device from the flags; returns the device."""
-    if flags.get("threads"):
-        torch.set_num_threads(flags["threads"])
-    return get_device(flags.get("device", "auto"))
+def setup(cfg):
+    """Threads and device from a benchmark's config; returns the device."""
+    if getattr(cfg, "threads", 0):
+        torch.set_num_threads(cfg.threads)
+    return get_device(getattr(cfg, "device", "auto"))
 
 
 def sync(device):

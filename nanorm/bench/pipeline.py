@@ -23,14 +23,26 @@ import shutil
 import subprocess
 import sys
 import time
+from dataclasses import asdict, dataclass
 
 from nanorm.bench import gpu_config
-from nanorm.bench.common import machine_info, out_path, parse_flags, print_table, write_json
-from nanorm.config import get_device
+from nanorm.bench.common import machine_info, out_path, print_table, write_json
+from nanorm.config import get_device, parse_config
 
-FLAGS = {"config": "default", "smoke": False, "extra": "", "sft": "", "rm": "", "ppo": "", "stages": "sft,rm,ppo",
-         "out_dir": "", "out": ""}
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+@dataclass
+class PipelineConfig:
+    config: str = "default"            # default (each script's defaults) | gpu (nanorm/bench/gpu_config.py)
+    smoke: bool = False                # cut the work to seconds (gpu_config.SMOKE): does the path run?
+    extra: str = ""                    # flags for every stage, e.g. "--threads=1 --device=cpu"
+    sft: str = ""                      # flags for train_sft.py alone
+    rm: str = ""                       # flags for train_rm.py alone
+    ppo: str = ""                      # flags for train_ppo.py alone, e.g. "--n_iters=10"
+    stages: str = "sft,rm,ppo"         # the stages to run, in this order
+    out_dir: str = ""                  # where the stages write (STAGE/ below it); empty = out/bench/NAME
+    out: str = ""                      # the JSON's name; empty = pipeline[_gpu][_smoke]
 
 
 def key_results(stage, ev):
@@ -58,16 +70,16 @@ def run_stage(stage, args, log_path):
 
 
 def main(argv=None):
-    flags = parse_flags(FLAGS, argv)
-    if flags["config"] not in ("default", "gpu"):
-        raise SystemExit(f"error: --config={flags['config']}: expected default or gpu")
-    name = flags["out"] or "pipeline" + ("_gpu" if flags["config"] == "gpu" else "") + ("_smoke" if flags["smoke"] else "")
-    out_dir = flags["out_dir"] or os.path.join("out", "bench", name)
-    stage_flags = gpu_config.FLAGS if flags["config"] == "gpu" else {"sft": {}, "rm": {}, "ppo": {}}
+    flags = parse_config(PipelineConfig, sys.argv[1:] if argv is None else argv)
+    if flags.config not in ("default", "gpu"):
+        raise SystemExit(f"error: --config={flags.config}: expected default or gpu")
+    name = flags.out or "pipeline" + ("_gpu" if flags.config == "gpu" else "") + ("_smoke" if flags.smoke else "")
+    out_dir = flags.out_dir or os.path.join("out", "bench", name)
+    stage_flags = gpu_config.FLAGS if flags.config == "gpu" else {"sft": {}, "rm": {}, "ppo": {}}
     scripts = {"sft": "train_sft.py", "rm": "train_rm.py", "ppo": "train_ppo.py"}
     chain = {"sft": [], "rm": [f"--sft_ckpt={out_dir}/sft/ckpt.pt"],
              "ppo": [f"--sft_ckpt={out_dir}/sft/ckpt.pt", f"--rm_ckpt={out_dir}/rm/ckpt.pt"]}
-    report = {"config": flags["config"], "smoke": flags["smoke"], "flags": flags, "out_dir": out_dir,
+    report = {"config": flags.config, "smoke": flags.smoke, "flags": asdict(flags), "out_dir": out_dir,
               "machine": machine_info(get_device("cpu")), "stages": {}}
     try:   # which accelerator the scripts will pick (they choose for themselves, like a user's run)
         import torch
@@ -75,10 +87,10 @@ def main(argv=None):
     except Exception as e:   # noqa: BLE001 - a description only
         report["machine"]["gpu"] = repr(e)
     ok = True
-    for stage in flags["stages"].split(","):
-        cfg = {**stage_flags[stage], **(gpu_config.SMOKE[stage] if flags["smoke"] else {})}
+    for stage in flags.stages.split(","):
+        cfg = {**stage_flags[stage], **(gpu_config.SMOKE[stage] if flags.smoke else {})}
         args = [scripts[stage], f"--out_dir={out_dir}/{stage}", *chain[stage], *(f"--{k}={v}" for k, v in cfg.items()),
-                *shlex.split(flags["extra"]), *shlex.split(flags[stage])]
+                *shlex.split(flags.extra), *shlex.split(getattr(flags, stage))]
         os.makedirs(os.path.join(out_dir, stage), exist_ok=True)
         log_path = os.path.join(out_dir, f"{stage}.log")
         print(f"[{stage}] python {' '.join(args)}", flush=True)
@@ -106,7 +118,7 @@ def main(argv=None):
             break
 
     rows = [{"stage": stage, **s, **s.get("key_results", {})} for stage, s in report["stages"].items()]
-    print(f"\npipeline, config={flags['config']}{' (smoke)' if flags['smoke'] else ''}:")
+    print(f"\npipeline, config={flags.config}{' (smoke)' if flags.smoke else ''}:")
     print_table(rows, [("stage", "stage", "{}"), ("device", "device", "{}"), ("seconds", "wall s", "{:.0f}"),
                        ("peak_rss_mib", "peak RSS MiB", "{:,}"), ("peak_gpu_mib", "peak GPU MiB", "{:,}")])
     for stage, s in report["stages"].items():

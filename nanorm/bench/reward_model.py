@@ -1,6 +1,5 @@
 """
-Reward-model batching: K-wise (each response forwarded once) vs naive pair batching (each pair's two
-responses forwarded), for the same comparisons; and the RM's scoring rate.
+Reward-model batching, K-wise vs pairs: the same loss, the forwards and the time; and the scoring rate.
 
     python -m nanorm.bench.reward_model --threads=1
 
@@ -18,22 +17,35 @@ labeler; the RM is the default-size model (randomly initialised: speed does not 
 import copy
 import math
 import random
+import sys
 import time
+from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
 
 from nanorm import world
-from nanorm.bench.common import (machine_info, model_config, parse_flags, print_table, setup, sync,
-                                 time_interleaved, write_json)
-from nanorm.config import autocast
+from nanorm.bench.common import machine_info, model_config, print_table, setup, sync, time_interleaved, write_json
+from nanorm.config import autocast, parse_config
 from nanorm.data import pack_sequences
 from nanorm.model import ScalarHeadModel
 from nanorm.reward import bradley_terry_loss, kwise_pairs, ranking_to_pairs
 from nanorm.tokenizer import load_tokenizer
 
-FLAGS = {"device": "auto", "threads": 1, "dtype": "float32", "config": "default", "n_prompts": 200, "k_min": 4,
-         "k_max": 9, "prompts_per_batch": 8, "score_batch": 128, "repeats": 3, "out": "reward_model"}
+
+@dataclass
+class RewardModelBenchConfig:
+    device: str = "auto"               # auto | cpu | cuda | cuda:N | mps
+    threads: int = 1                   # torch CPU threads; 0 = torch's default
+    dtype: str = "float32"             # float32 | bfloat16 (autocast)
+    config: str = "default"            # the RM's size: default (CPU) | gpu (nanorm/bench/gpu_config.py)
+    n_prompts: int = 200               # training prompts, one ranking of K responses each
+    k_min: int = 4                     # K ~ U{k_min..k_max} responses per prompt
+    k_max: int = 9                     # (inclusive)
+    prompts_per_batch: int = 8         # prompts per training step (both batchings see the same batches)
+    score_batch: int = 128             # responses per forward when timing the RM's scoring rate
+    repeats: int = 3                   # timed passes over all responses for the scoring rate (median)
+    out: str = "reward_model"          # the JSON's name: $OUT/NAME.json or out/bench/NAME.json
 
 
 def make_comparisons(tok, n_prompts, k_min, k_max, seed=0):
@@ -80,25 +92,25 @@ def pair_loss(rm, batch, pad_id, device, dtype):
 
 
 def main(argv=None):
-    flags = parse_flags(FLAGS, argv)
+    flags = parse_config(RewardModelBenchConfig, sys.argv[1:] if argv is None else argv)
     device = setup(flags)
     tok = load_tokenizer()
-    records = make_comparisons(tok, flags["n_prompts"], flags["k_min"], flags["k_max"])
-    batches = [records[i:i + flags["prompts_per_batch"]] for i in range(0, len(records), flags["prompts_per_batch"])]
+    records = make_comparisons(tok, flags.n_prompts, flags.k_min, flags.k_max)
+    batches = [records[i:i + flags.prompts_per_batch] for i in range(0, len(records), flags.prompts_per_batch)]
     torch.manual_seed(0)
-    base = ScalarHeadModel(model_config(flags["config"], tok.vocab_size)).to(device)
+    base = ScalarHeadModel(model_config(flags.config, tok.vocab_size)).to(device)
     methods = {"k-wise": kwise_loss, "pairs": pair_loss}
 
     # 1. Same loss, same gradients, at the same weights (the first batch)
     grads, losses = {}, {}
     for name, fn in methods.items():
         rm = copy.deepcopy(base)
-        loss, _ = fn(rm, batches[0], tok.pad_id, device, flags["dtype"])
+        loss, _ = fn(rm, batches[0], tok.pad_id, device, flags.dtype)
         loss.backward()
         losses[name] = loss.item()
         grads[name] = [p.grad.clone() for p in rm.parameters()]
     max_grad_diff = max((a - b).abs().max().item() for a, b in zip(grads["k-wise"], grads["pairs"]))
-    tol = 1e-4 if flags["dtype"] == "float32" else 2e-2
+    tol = 1e-4 if flags.dtype == "float32" else 2e-2
     same_loss = abs(losses["k-wise"] - losses["pairs"]) <= tol * max(1.0, abs(losses["k-wise"]))
     same_grad = max_grad_diff <= tol * max(g.abs().max().item() for g in grads["k-wise"])
 
@@ -113,7 +125,7 @@ def main(argv=None):
             run = runs[name]
             sync(device)
             t0 = time.perf_counter()
-            loss, n_forward = fn(run["rm"], batch, tok.pad_id, device, flags["dtype"])
+            loss, n_forward = fn(run["rm"], batch, tok.pad_id, device, flags.dtype)
             run["opt"].zero_grad(set_to_none=True)
             loss.backward()
             run["opt"].step()
@@ -134,27 +146,27 @@ def main(argv=None):
 
     @torch.no_grad()
     def score_all():
-        for i in range(0, len(seqs), flags["score_batch"]):
-            scores(rm, seqs[i:i + flags["score_batch"]], tok.pad_id, device, flags["dtype"])
-    t = time_interleaved({"score": score_all}, device, repeats=flags["repeats"])["score"]
+        for i in range(0, len(seqs), flags.score_batch):
+            scores(rm, seqs[i:i + flags.score_batch], tok.pad_id, device, flags.dtype)
+    t = time_interleaved({"score": score_all}, device, repeats=flags.repeats)["score"]
 
     print(f"\none epoch of RM training over {len(records)} prompts ({n_pairs} comparisons, "
-          f"K = {flags['k_min']}..{flags['k_max']}), {flags['prompts_per_batch']} prompts per step, {device}:")
+          f"K = {flags.k_min}..{flags.k_max}), {flags.prompts_per_batch} prompts per step, {device}:")
     print_table(rows, [("method", "batching", "{}"), ("forwards", "sequences forwarded", "{:,}"),
                        ("forwards_vs_kwise", "vs k-wise", "{:.2f}x"), ("seconds", "epoch s", "{:.1f}"),
                        ("time_vs_kwise", "time vs k-wise", "{:.2f}x"), ("mean_loss", "mean loss", "{:.4f}")])
     print(f"  same weights, first batch: loss k-wise {losses['k-wise']:.6f} vs pairs {losses['pairs']:.6f} "
           f"(same: {same_loss}); max |grad difference| {max_grad_diff:.2e} (same: {same_grad})")
     print(f"  training each copy for an epoch, the losses drift apart by at most {drift:.2e} (float rounding)")
-    print(f"  RM scoring (no grad, batches of {flags['score_batch']}): {len(seqs) / t:,.0f} responses/s")
-    report = {"flags": flags, "machine": machine_info(device), "n_prompts": len(records),
+    print(f"  RM scoring (no grad, batches of {flags.score_batch}): {len(seqs) / t:,.0f} responses/s")
+    report = {"flags": asdict(flags), "machine": machine_info(device), "n_prompts": len(records),
               "n_responses": len(seqs), "n_comparisons": n_pairs, "epoch": rows,
               "forward_ratio": rows[1]["forwards"] / rows[0]["forwards"],
               "time_ratio": rows[1]["seconds"] / rows[0]["seconds"],
               "same_loss": bool(same_loss and same_grad), "loss_kwise": losses["k-wise"], "loss_pairs": losses["pairs"],
               "max_grad_diff": max_grad_diff, "max_loss_drift_over_epoch": drift,
               "scoring_responses_per_s": len(seqs) / t}
-    write_json(flags["out"], report)
+    write_json(flags.out, report)
     return report
 
 

@@ -1,7 +1,8 @@
 """
-Achieved FLOP/s of one SFT training step (forward + backward + AdamW), as a fraction of this machine's
-matmul peak at the same dtype, for the default model and the GPU configuration's model; and what bf16
-autocast does to the speed and to the loss.
+An SFT training step's achieved FLOP/s against this machine's matmul peak, and what bf16 does to it.
+
+The step is forward + backward + AdamW, the peak a matmul at the same dtype; both the default model and
+the GPU configuration's model are measured, and bf16 autocast is compared with float32 in speed and loss.
 
     python -m nanorm.bench.train_step --threads=1            # CPU: float32 and bfloat16
     python -m nanorm.bench.train_step --device=cuda --steps=30
@@ -24,22 +25,36 @@ columns compare bf16 autocast with float32 on equal terms.
 
 import copy
 import statistics
+import sys
 import time
+from dataclasses import asdict, dataclass
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from nanorm.bench.common import (machine_info, matmul_peak, model_config, parse_flags, print_table, setup,
-                                 sft_examples, sync, write_json)
-from nanorm.config import autocast
+from nanorm.bench.common import (machine_info, matmul_peak, model_config, print_table, setup, sft_examples, sync,
+                                 write_json)
+from nanorm.config import autocast, parse_config
 from nanorm.data import pack_sequences
 from nanorm.model import GPT
 from nanorm.sft import sft_loss, shift_for_next_token
 from nanorm.tokenizer import load_tokenizer
 
-FLAGS = {"device": "auto", "threads": 1, "configs": "default,gpu", "dtypes": "float32,bfloat16",
-         "batch": 64, "gpu_batch": 256, "steps": 20, "gpu_steps": 0, "warmup": 2, "peak_n": 2048, "data_prompts": 1000,
-         "out": "train_step"}
+
+@dataclass
+class TrainStepConfig:
+    device: str = "auto"               # auto | cpu | cuda | cuda:N | mps
+    threads: int = 1                   # torch CPU threads; 0 = torch's default
+    configs: str = "default,gpu"       # model sizes to time: default (CPU) and/or gpu (nanorm/bench/gpu_config.py)
+    dtypes: str = "float32,bfloat16"   # dtypes to time, in turns; the first is the reference of the ratios
+    batch: int = 64                    # sequences per step (the default model, and the gpu model on CPU)
+    gpu_batch: int = 256               # sequences per step of the gpu model on an accelerator
+    steps: int = 20                    # timed steps (the gpu model on CPU takes 3)
+    gpu_steps: int = 0                 # timed steps of every config, if > 0 (overrides --steps)
+    warmup: int = 2                    # untimed steps first
+    peak_n: int = 2048                 # size n of the n x n @ n x n matmul that measures the peak
+    data_prompts: int = 1000           # training prompts of the SFT examples the batches are drawn from
+    out: str = "train_step"            # the JSON's name: $OUT/NAME.json or out/bench/NAME.json
 
 
 def step_flops(model, B, T):
@@ -71,12 +86,12 @@ def bench_config(name, batch, steps, flags, device, tok, examples, peaks):
     base = GPT(cfg).to(device)
     gen = torch.Generator().manual_seed(0)
     batches = []
-    for _ in range(flags["warmup"] + steps):   # the same batches for every dtype
+    for _ in range(flags.warmup + steps):   # the same batches for every dtype
         idx = torch.randint(len(examples), (batch,), generator=gen).tolist()
         prompts, responses = zip(*[examples[i] for i in idx])
         tokens, _, response_mask = pack_sequences(prompts, responses, tok.pad_id, device)
         batches.append(shift_for_next_token(tokens, response_mask))
-    dtypes = flags["dtypes"].split(",")
+    dtypes = flags.dtypes.split(",")
     runs = {}
     for dtype in dtypes:
         model = copy.deepcopy(base).train()
@@ -96,11 +111,11 @@ def bench_config(name, batch, steps, flags, device, tok, examples, peaks):
             run["opt"].step()
             loss = loss.item()                  # waits for the step to finish
             sync(device)
-            if i >= flags["warmup"]:
+            if i >= flags.warmup:
                 run["times"].append(time.perf_counter() - t0)
                 run["losses"].append(loss)
 
-    timed = batches[flags["warmup"]:]
+    timed = batches[flags.warmup:]
     flops = [step_flops(base, *x.shape) for x, _, _ in timed]
     inputs, targets, loss_mask = timed[0]
     check = counted_flops(base, inputs, targets, loss_mask)
@@ -129,20 +144,20 @@ def bench_config(name, batch, steps, flags, device, tok, examples, peaks):
 
 
 def main(argv=None):
-    flags = parse_flags(FLAGS, argv)
+    flags = parse_config(TrainStepConfig, sys.argv[1:] if argv is None else argv)
     device = setup(flags)
     tok = load_tokenizer()
-    examples = sft_examples(tok, flags["data_prompts"])
+    examples = sft_examples(tok, flags.data_prompts)
     # the peak, measured before and after the steps (the machine may be shared): the larger of the two
-    dtypes = flags["dtypes"].split(",")
-    peaks = {d: matmul_peak(device, getattr(torch, d), flags["peak_n"]) for d in dtypes}
+    dtypes = flags.dtypes.split(",")
+    peaks = {d: matmul_peak(device, getattr(torch, d), flags.peak_n) for d in dtypes}
     results = []
-    for name in flags["configs"].split(","):
-        batch = flags["gpu_batch"] if name == "gpu" and device.type != "cpu" else flags["batch"]
-        steps = flags["gpu_steps"] or (flags["steps"] if name == "default" or device.type != "cpu" else 3)
+    for name in flags.configs.split(","):
+        batch = flags.gpu_batch if name == "gpu" and device.type != "cpu" else flags.batch
+        steps = flags.gpu_steps or (flags.steps if name == "default" or device.type != "cpu" else 3)
         results.append(bench_config(name, batch, steps, flags, device, tok, examples, peaks))
     for d in dtypes:
-        peaks[d] = max(peaks[d], matmul_peak(device, getattr(torch, d), flags["peak_n"]))
+        peaks[d] = max(peaks[d], matmul_peak(device, getattr(torch, d), flags.peak_n))
     for row in (r for res in results for r in res["rows"]):
         row["peak_matmul_flops"] = peaks[row["dtype"]]
         row["fraction_of_peak"] = row["achieved_flops"] / peaks[row["dtype"]]
@@ -158,9 +173,9 @@ def main(argv=None):
         print(f"  {res['config']}: {res['n_params'] / 1e6:.2f}M params; FLOPs of the first batch: formula "
               f"{res['flops_formula_first_batch']:.3e} ({res['flops_formula_without_attention_first_batch']:.3e} "
               f"without attention), FlopCounterMode {res['flops_counted_first_batch']:.3e}")
-    report = {"flags": flags, "machine": machine_info(device), "flop_count": "formula 6*N_matmul*B*T + "
+    report = {"flags": asdict(flags), "machine": machine_info(device), "flop_count": "formula 6*N_matmul*B*T + "
               "12*n_layer*B*T^2*d_model, checked against FlopCounterMode", "results": results}
-    write_json(flags["out"], report)
+    write_json(flags.out, report)
     return report
 
 

@@ -5,8 +5,8 @@ what_the_rm_sees's minimal-pair table shows the default RM at about chance when 
 same text with one fact changed are put side by side: from 26k ordinary comparisons it learned what
 travels with mistakes (length, junk), not the check itself. This experiment adds a second kind of
 comparison to train_rm.py's collected rankings. For up to `per_ranking` correct answers of each ranking
-it writes a copy with one fact changed (what_the_rm_sees.minimal_edit: the edit a careful labeler makes
-to build a test question) and has the ranking's own labeler compare the two. Each contrast is a record
+it writes a copy with one fact changed (nanorm/experiments/common.py::minimal_edit: the edit a careful
+labeler makes to build a test question) and has the ranking's own labeler compare the two. Each contrast is a record
 of K = 2. Then it trains two reward models with `train_rm.py --data` and the default settings, one on
 the rankings alone and one on rankings + contrasts (both evaluated as usual, on the same fresh
 validation rankings), and runs what_the_rm_sees on each.
@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 from nanorm import world
 from nanorm.config import parse_config
-from nanorm.experiments.what_the_rm_sees import minimal_edit
+from nanorm.experiments.common import minimal_edit
 from nanorm.prefdata import Comparison, load_comparisons, write_comparisons
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

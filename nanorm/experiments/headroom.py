@@ -28,7 +28,7 @@ from nanorm import world
 from nanorm.config import parse_config
 from nanorm.data import sample_responses
 from nanorm.evaluate import rm_scores
-from nanorm.experiments.what_the_rm_sees import load_sft_and_rm
+from nanorm.experiments.common import load_sft_and_rm
 from nanorm.tokenizer import DEFAULT_RANKS
 
 JUDGES = ("gold", "labelers", "rm", "length")

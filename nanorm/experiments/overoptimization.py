@@ -18,9 +18,14 @@ Both rise, peak and fall: past the peak, more optimisation of the proxy buys les
      against the proxy for n in --bon_ns from one pool of max(n) SFT samples per prompt (prefixes);
   3. reads every run's "eval" entries from its metrics.jsonl: proxy, gold, KL, length, format, sycophancy;
   4. fits the two forms above by linear least squares on the gold curves, each relative to its own SFT
-     baseline: the iteration-0 evaluation for PPO, the mean of all the SFT samples for best-of-n;
+     baseline: the iteration-0 evaluation for PPO, the mean of all the SFT samples for best-of-n (the
+     maths: nanorm/experiments/gao.py);
   5. evaluates each run's final policy (and the early one) per prompt family: what did it learn to do?
-  6. writes overoptimization.json, three PNG figures and prints a summary table.
+  6. writes overoptimization.json, three PNG figures (nanorm/experiments/overoptimization_figures.py)
+     and prints a summary table.
+
+`main` runs these steps in this order, one function each. Everything that knows how train_ppo.py is
+run (its flags, its defaults, the subprocess) is in one section below, "train_ppo.py".
 
     python -m nanorm.experiments.overoptimization                     # ~15-20 minutes on a 2-core CPU
     python -m nanorm.experiments.overoptimization --smoke=true        # tiny settings, under a minute
@@ -59,13 +64,11 @@ from nanorm.checkpoint import read_jsonl
 from nanorm.config import get_device, parse_config, print_config
 from nanorm.data import sample_responses
 from nanorm.evaluate import describe, evaluate_policy, load_policy, load_reward_model, rm_scores, summarise
+from nanorm.experiments.gao import fit_bon, fit_rl, kl_bon
+from nanorm.experiments.overoptimization_figures import make_figures
 from nanorm.tokenizer import load_tokenizer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-TRAIN_PPO = os.path.join(ROOT, "train_ppo.py")
-FIGURES = {"iterations": "overoptimization_iterations.png",    # (a) proxy and gold vs PPO iteration
-           "distance": "overoptimization_distance.png",        # (b) gold and proxy vs d, PPO and best-of-n, fits
-           "behaviours": "overoptimization_behaviours.png"}    # (c) length, format, sycophancy vs d
 
 
 @dataclass
@@ -120,73 +123,11 @@ def smoke_settings(cfg):
 
 
 # ----------------------------------------------------------------------------------------------------
-# The maths: KL of best-of-n, and the two functional forms of Gao et al. (2022), fitted by least squares
+# train_ppo.py: the only place that knows how this experiment runs it. Today each run is a subprocess
+# (flags in, checkpoint + metrics.jsonl out) and the defaults are read from its --help; an in-process
+# train_ppo.main(cfg) replaces train_ppo() and train_ppo_defaults() here, and nothing else has to change.
 
-
-def kl_bon(n):
-    """KL(best-of-n || pi) = log n - (n - 1) / n nats (Stiennon et al. 2020, app. G.3): 0 for n = 1."""
-    return math.log(n) - (n - 1) / n
-
-
-def _least_squares(X, y):
-    """Coefficients w minimising |X w - y|^2 (no intercept: R(0) = 0 by construction), and R^2."""
-    w, *_ = np.linalg.lstsq(X, y, rcond=None)
-    ss_res = float(np.sum((y - X @ w) ** 2))
-    ss_tot = float(np.sum((y - y.mean()) ** 2))
-    r2 = 1.0 - ss_res / ss_tot if ss_tot > 0 else None      # None: the points are all equal
-    return w, r2
-
-
-def fit_bon(d, R):
-    """R_bon(d) = d (alpha - beta d) = alpha d - beta d^2: least squares on the columns [d, -d^2].
-    The peak is where dR/dd = alpha - 2 beta d = 0: d* = alpha / (2 beta), R(d*) = alpha^2 / (4 beta)."""
-    d, R = np.asarray(d, float), np.asarray(R, float)
-    if len(d) < 2 or not np.any(d > 0):
-        return None
-    (alpha, beta), r2 = _least_squares(np.stack([d, -d ** 2], 1), R)
-    d_peak = alpha / (2 * beta) if beta > 0 and alpha > 0 else None   # beta <= 0: no peak, R keeps rising
-    return {"form": "d * (alpha - beta * d)", "alpha": float(alpha), "beta": float(beta), "r2": r2,
-            "d_peak": d_peak, "R_peak": alpha ** 2 / (4 * beta) if d_peak is not None else None,
-            "n_points": int(len(d))}
-
-
-def fit_rl(d, R):
-    """R_RL(d) = d (alpha - beta log d) = alpha d - beta d log d: least squares on [d, -d log d], d > 0 only.
-    The peak is where dR/dd = alpha - beta (log d + 1) = 0: d* = exp(alpha / beta - 1), R(d*) = beta d*."""
-    d, R = np.asarray(d, float), np.asarray(R, float)
-    keep = d > 0
-    d, R = d[keep], R[keep]
-    if len(d) < 2:
-        return None
-    (alpha, beta), r2 = _least_squares(np.stack([d, -d * np.log(d)], 1), R)
-    d_peak = None
-    if beta > 0 and alpha / beta - 1 < 50:       # beta <= 0 (or a peak absurdly far away): no peak in sight
-        d_peak = float(math.exp(alpha / beta - 1))
-    return {"form": "d * (alpha - beta * log(d))", "alpha": float(alpha), "beta": float(beta), "r2": r2,
-            "d_peak": d_peak, "R_peak": beta * d_peak if d_peak is not None else None, "n_points": int(len(d))}
-
-
-def predict(fit, d):
-    d = np.asarray(d, float)
-    if fit["form"].startswith("d * (alpha - beta * d)"):
-        return d * (fit["alpha"] - fit["beta"] * d)
-    return d * (fit["alpha"] - fit["beta"] * np.log(np.maximum(d, 1e-12)))
-
-
-# ----------------------------------------------------------------------------------------------------
-# The PPO runs: train_ppo.py in subprocesses, one output directory per beta
-
-
-def run_name(beta):
-    return f"ppo_beta_{beta:g}"
-
-
-def ppo_flags(cfg, beta, run_dir, n_iters):
-    """The train_ppo.py flags of one run (or leg); everything else is train_ppo.py's default."""
-    return [f"--sft_ckpt={os.path.abspath(cfg.sft_ckpt)}", f"--rm_ckpt={os.path.abspath(cfg.rm_ckpt)}",
-            f"--out_dir={run_dir}", f"--beta={beta}", f"--n_iters={n_iters}", f"--eval_interval={cfg.eval_interval}",
-            f"--n_eval_prompts={cfg.n_eval_prompts}", "--best_of=0", f"--n_test_prompts={cfg.n_test_prompts}",
-            f"--seed={cfg.seed}", f"--device={cfg.device}", f"--threads={cfg.threads}", *shlex.split(cfg.ppo_args)]
+TRAIN_PPO = os.path.join(ROOT, "train_ppo.py")
 
 
 def train_ppo(flags, log_path):
@@ -199,6 +140,36 @@ def train_ppo(flags, log_path):
         with open(log_path, encoding="utf-8", errors="replace") as f:
             tail = f.read()[-3000:]
         raise RuntimeError(f"train_ppo.py failed (exit {result.returncode}); the end of {log_path}:\n{tail}")
+
+
+def train_ppo_defaults():
+    """train_ppo.py's config defaults, read from its --help (importing the script would run it)."""
+    out = subprocess.run([sys.executable, TRAIN_PPO, "--help"], cwd=ROOT, capture_output=True, text=True).stdout
+    defaults = {m[1]: ast.literal_eval(m[2]) for m in re.finditer(r"^  --(\w+)=(.*?)  \(\w+\)$", out, re.MULTILINE)}
+    if "beta" not in defaults:
+        raise SystemExit(f"error: could not read train_ppo.py's defaults from its --help:\n{out[-1000:]}")
+    return defaults
+
+
+def ppo_settings(cfg):
+    """The settings every PPO run uses: train_ppo.py's defaults, unless --ppo_args changes them. The
+    evaluations made here must sample and score exactly as train_ppo.py's own evaluations do."""
+    settings = train_ppo_defaults()
+    for flag in shlex.split(cfg.ppo_args):
+        key, _, value = flag[2:].partition("=")
+        if key in settings:
+            settings[key] = _as_type(settings[key], value)
+    if settings["beta"] not in cfg.beta_list:
+        print(f"note: train_ppo.py's default beta ({settings['beta']}) is not among --betas={cfg.betas}")
+    return settings
+
+
+def ppo_flags(cfg, beta, run_dir, n_iters):
+    """The train_ppo.py flags of one run (or leg); everything else is train_ppo.py's default."""
+    return [f"--sft_ckpt={os.path.abspath(cfg.sft_ckpt)}", f"--rm_ckpt={os.path.abspath(cfg.rm_ckpt)}",
+            f"--out_dir={run_dir}", f"--beta={beta}", f"--n_iters={n_iters}", f"--eval_interval={cfg.eval_interval}",
+            f"--n_eval_prompts={cfg.n_eval_prompts}", "--best_of=0", f"--n_test_prompts={cfg.n_test_prompts}",
+            f"--seed={cfg.seed}", f"--device={cfg.device}", f"--threads={cfg.threads}", *shlex.split(cfg.ppo_args)]
 
 
 def _same_run(ckpt_path, flags):
@@ -222,6 +193,14 @@ def _as_type(example, value):
         return type(example)(value)
     except ValueError:
         return value
+
+
+# ----------------------------------------------------------------------------------------------------
+# Step 1: the PPO runs, one output directory per beta, --jobs at a time in the background
+
+
+def run_name(beta):
+    return f"ppo_beta_{beta:g}"
 
 
 def run_beta(cfg, beta, early):
@@ -248,27 +227,61 @@ def run_beta(cfg, beta, early):
     return run_dir, seconds
 
 
-def train_ppo_defaults():
-    """train_ppo.py's config defaults, read from its --help (importing the script would run it)."""
-    out = subprocess.run([sys.executable, TRAIN_PPO, "--help"], cwd=ROOT, capture_output=True, text=True).stdout
-    defaults = {m[1]: ast.literal_eval(m[2]) for m in re.finditer(r"^  --(\w+)=(.*?)  \(\w+\)$", out, re.MULTILINE)}
-    if "beta" not in defaults:
-        raise SystemExit(f"error: could not read train_ppo.py's defaults from its --help:\n{out[-1000:]}")
-    return defaults
+def start_ppo_runs(cfg):
+    """Start every beta's PPO (the smallest in two legs); returns (the pool, {beta: future})."""
+    betas = cfg.beta_list
+    workers = ThreadPoolExecutor(max_workers=cfg.jobs)
+    futures = {beta: workers.submit(run_beta, cfg, beta, beta == betas[0]) for beta in betas}
+    print(f"started {len(betas)} PPO runs ({cfg.jobs} at a time); logs in {cfg.out_dir}/ppo_beta_*/train_ppo.log")
+    return workers, futures
 
 
-def eval_curve(run_dir, sft_point):
-    """The run's evaluation entries (validation prompts) as points, with the SFT point as iteration 0."""
-    points = [sft_point]
-    for rec in read_jsonl(os.path.join(run_dir, "metrics.jsonl")):
-        if "eval" in rec:
-            e = rec["eval"]
-            points.append({"iter": rec["iter"], "proxy": e["proxy"], "gold": e["gold"], "kl": e["kl"],
-                           "d": math.sqrt(max(e["kl"], 0.0)), "length": e["length"], "format": e["format"],
-                           "eos_rate": e["eos_rate"], "sycophancy": e["sycophancy"]})
-    iters = [p["iter"] for p in points]
-    assert iters == sorted(set(iters)), f"{run_dir}/metrics.jsonl: evaluation iterations out of order: {iters}"
-    return points
+def wait_for_ppo(workers, futures):
+    """{beta: seconds its PPO took}, once every run has finished; stops at the first that failed."""
+    ppo_seconds = {}
+    for beta, future in futures.items():
+        try:
+            _, ppo_seconds[beta] = future.result()
+        except RuntimeError as e:
+            workers.shutdown(cancel_futures=True)
+            raise SystemExit(f"error: beta={beta:g}: {e}") from None
+    workers.shutdown()
+    return ppo_seconds
+
+
+# ----------------------------------------------------------------------------------------------------
+# Step 2: the SFT policy and best-of-n, measured while PPO runs
+
+
+@dataclass
+class Evaluator:
+    """Evaluates a policy exactly as train_ppo.py's run_eval does: the same validation prompts, the same
+    sampling seed (seed + 7) and settings, against the frozen SFT reference and the proxy RM."""
+    ref: torch.nn.Module          # the SFT policy: the KL reference, and the policy at iteration 0
+    rm: torch.nn.Module           # the proxy
+    tok: object
+    prompts: list                 # the validation prompts of every evaluation
+    settings: dict                # train_ppo.py's settings (ppo_settings)
+    seed: int
+    device: torch.device
+
+    def __call__(self, policy):
+        """(summary, rows) of nanorm.evaluate.evaluate_policy on the validation prompts."""
+        s = self.settings
+        return evaluate_policy(policy, self.ref, self.rm, self.tok, self.prompts, s["max_response_tokens"],
+                               s["temperature"], s["truncation_penalty"],
+                               torch.Generator(device=self.device).manual_seed(self.seed + 7), self.device, s["dtype"])
+
+
+def load_evaluator(cfg, settings, device):
+    """The SFT policy and the RM, frozen, and the validation prompts of every evaluation."""
+    tok = load_tokenizer(settings["tokenizer"])
+    ref, _ = load_policy(cfg.sft_ckpt, tok, device, kinds="sft")
+    rm, _ = load_reward_model(cfg.rm_ckpt, tok, device)
+    for p in list(ref.parameters()) + list(rm.parameters()):
+        p.requires_grad_(False)
+    return Evaluator(ref, rm, tok, world.make_split("val", cfg.n_eval_prompts, seed=cfg.seed), settings, cfg.seed,
+                     device)
 
 
 def curve_point(it, summary):
@@ -278,12 +291,21 @@ def curve_point(it, summary):
             "eos_rate": summary["eos_rate"], "sycophancy": claim.get("sycophancy_rate")}
 
 
-# ----------------------------------------------------------------------------------------------------
-# Best-of-n against the proxy: one pool of max(n) SFT samples per prompt, the first n of them for each n
+def measure_sft(evaluate):
+    """The SFT policy, evaluated as train_ppo.py evaluates: the iteration-0, KL-0 point of every curve.
+    Returns {"summary", "rows", "point", "gold_std"}."""
+    summary, rows = evaluate(evaluate.ref)
+    sft = {"summary": summary, "rows": rows, "point": curve_point(0, summary),
+           "gold_std": float(np.std([r["gold"] for r in rows]))}
+    print(f"SFT on {len(evaluate.prompts)} validation prompts: proxy {summary['proxy']:+.3f} | "
+          f"gold {summary['gold']:+.3f} (std {sft['gold_std']:.3f}) | {summary['length']:.1f} words")
+    return sft
 
 
 @torch.no_grad()
 def best_of_n_curve(ref, rm, tok, prompts, ns, settings, generator, device):
+    """Best-of-n against the proxy for each n in ns, from one pool of max(ns) SFT samples per prompt (the
+    first n of them for each n); returns (points, the pool's mean proxy and gold)."""
     N = max(ns)
     flat = [p for p in prompts for _ in range(N)]                 # prompt i's samples are rows i*N .. i*N+N-1
     texts, finished, token_lists = sample_responses(ref, tok, [p.text for p in flat], settings["max_response_tokens"],
@@ -308,8 +330,56 @@ def best_of_n_curve(ref, rm, tok, prompts, ns, settings, generator, device):
     return points, pool
 
 
+def measure_best_of_n(cfg, evaluate, started):
+    """Best-of-n on its own validation prompts; returns {"n_prompts", "pool", "points"} (the fit comes later)."""
+    prompts = world.make_split("val", cfg.n_bon_prompts, seed=cfg.seed)
+    points, pool = best_of_n_curve(evaluate.ref, evaluate.rm, evaluate.tok, prompts, cfg.n_list, evaluate.settings,
+                                   torch.Generator(device=evaluate.device).manual_seed(cfg.seed + 11), evaluate.device)
+    print(f"best-of-n on {len(prompts)} prompts x {max(cfg.n_list)} samples ({time.time() - started:.0f}s):")
+    for p in points:
+        print(f"  n={p['n']:3d} KL {p['kl']:.2f} | proxy {p['proxy']:+.3f} | gold {p['gold']:+.3f}")
+    return {"n_prompts": len(prompts), "pool": pool, "points": points}
+
+
 # ----------------------------------------------------------------------------------------------------
-# What the policies learned: per-family behaviour and example responses
+# Steps 3 and 4: each run's curve from its metrics.jsonl, and the fits of R(d) = gold(d) - gold(SFT)
+
+
+def eval_curve(run_dir, sft_point):
+    """The run's evaluation entries (validation prompts) as points, with the SFT point as iteration 0."""
+    points = [sft_point]
+    for rec in read_jsonl(os.path.join(run_dir, "metrics.jsonl")):
+        if "eval" in rec:
+            e = rec["eval"]
+            points.append({"iter": rec["iter"], "proxy": e["proxy"], "gold": e["gold"], "kl": e["kl"],
+                           "d": math.sqrt(max(e["kl"], 0.0)), "length": e["length"], "format": e["format"],
+                           "eos_rate": e["eos_rate"], "sycophancy": e["sycophancy"]})
+    iters = [p["iter"] for p in points]
+    assert iters == sorted(set(iters)), f"{run_dir}/metrics.jsonl: evaluation iterations out of order: {iters}"
+    return points
+
+
+def ppo_curves(cfg, sft_point, ppo_seconds, default_beta):
+    """One entry per beta: its evaluation curve (the SFT point first), its peak and its R_RL fit."""
+    runs = []
+    for beta in cfg.beta_list:
+        run_dir = os.path.join(cfg.out_dir, run_name(beta))
+        curve = eval_curve(run_dir, sft_point)
+        peak = max(curve, key=lambda p: p["gold"])
+        runs.append({"beta": beta, "is_default": beta == default_beta, "run_dir": run_dir, "curve": curve,
+                     "ppo_seconds": round(ppo_seconds[beta], 1),
+                     "fit": fit_rl([p["d"] for p in curve], [p["gold"] - sft_point["gold"] for p in curve]),
+                     "peak": {"iter": peak["iter"], "gold": peak["gold"], "d": peak["d"], "kl": peak["kl"]}})
+    return runs
+
+
+def fit_best_of_n(bon):
+    """The R_bon fit. Best-of-n has its own prompts: its gold(0) is the mean over all its SFT samples there."""
+    return fit_bon([p["d"] for p in bon["points"]], [p["gold"] - bon["pool"]["gold"] for p in bon["points"]])
+
+
+# ----------------------------------------------------------------------------------------------------
+# Step 5: what the policies learned: per-family behaviour and example responses
 
 
 BEHAVIOUR = ("gold", "length", "format", "agree_rate", "sycophancy_rate", "eos_rate")
@@ -330,228 +400,60 @@ def pick_examples(prompts, n):
     return out
 
 
-# ----------------------------------------------------------------------------------------------------
-# Figures
-
-
-def make_figures(res, out_dir):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    runs = res["runs"]
-    colors = plt.cm.viridis(np.linspace(0.0, 0.85, len(runs)))
-    sft, bon = res["sft"], res["best_of_n"]["points"]
-    se = res["gold_standard_error"]
-    label = lambda r: f"PPO β={r['beta']:g}" + (" (train_ppo default)" if r["is_default"] else "")
-    paths = {}
-
-    # (a) proxy and gold against PPO iteration
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    for (key, title), ax in zip([("proxy", "proxy: the RM's score (normalised)"), ("gold", "gold: the true utility")],
-                                axes):
-        for r, c in zip(runs, colors):
-            ax.plot([p["iter"] for p in r["curve"]], [p[key] for p in r["curve"]], "o-", ms=3, color=c, label=label(r))
-        ax.axhline(sft[key], color="gray", ls=":", lw=1, label="SFT")
-        if key == "gold":     # the noise of one evaluation's mean: differences smaller than this are not real
-            ax.axhspan(sft[key] - se, sft[key] + se, color="gray", alpha=0.15, lw=0, label="SFT ± 1 s.e.")
-        ax.set(xlabel="PPO iteration", ylabel=key, title=title)
-        ax.grid(alpha=0.3)
-    small = runs[0]
-    if small.get("early"):
-        for ax in axes:
-            ax.axvline(small["early"]["iter"], color=colors[0], ls="--", lw=0.8, alpha=0.6)
-        axes[1].annotate("early checkpoint", (small["early"]["iter"], axes[1].get_ylim()[0]), fontsize=8,
-                         color=colors[0], xytext=(3, 5), textcoords="offset points")
-    axes[1].legend(fontsize=8)
-    fig.suptitle("PPO against the reward model: does gold follow the proxy?")
-    fig.tight_layout()
-    paths["iterations"] = os.path.join(out_dir, FIGURES["iterations"])
-    fig.savefig(paths["iterations"], dpi=120)
-    plt.close(fig)
-
-    # (b) gold and proxy against d = sqrt(KL), PPO and best-of-n, with the fitted functional forms
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.4))
-    d_max = max([p["d"] for r in runs for p in r["curve"]] + [p["d"] for p in bon])
-    grid = np.linspace(1e-3, d_max * 1.05, 200)
-    for r, c in zip(runs, colors):
-        d = [p["d"] for p in r["curve"]]
-        axes[0].plot(d, [p["gold"] - sft["gold"] for p in r["curve"]], "o", ms=4, color=c, label=label(r))
-        if r["fit"]:
-            dg = grid[grid <= max(d) * 1.05]
-            axes[0].plot(dg, predict(r["fit"], dg), "-", color=c, lw=1.2,
-                         label=f"  fit d(α−β log d): α={r['fit']['alpha']:.2f}, β={r['fit']['beta']:.2f}")
-        axes[1].plot(d, [p["proxy"] - sft["proxy"] for p in r["curve"]], "o-", ms=3, color=c, label=label(r))
-    d = [p["d"] for p in bon]
-    base = res["best_of_n"]["pool"]            # best-of-n's own prompts: gold(0) = the mean of all its SFT samples
-    axes[0].plot(d, [p["gold"] - base["gold"] for p in bon], "s", ms=5, color="crimson", label="best-of-n")
-    fit = res["best_of_n"]["fit"]
-    if fit:
-        dg = grid[grid <= max(d) * 1.05]
-        axes[0].plot(dg, predict(fit, dg), "-", color="crimson", lw=1.2,
-                     label=f"  fit d(α−βd): α={fit['alpha']:.2f}, β={fit['beta']:.2f}")
-    axes[1].plot(d, [p["proxy"] - base["proxy"] for p in bon], "s-", ms=4, color="crimson", label="best-of-n")
-    for n, x, y in [(p["n"], p["d"], p["proxy"] - base["proxy"]) for p in bon]:
-        axes[1].annotate(f"n={n}", (x, y), fontsize=7, color="crimson", xytext=(3, -9), textcoords="offset points")
-    axes[0].axhspan(-se, se, color="gray", alpha=0.15, lw=0, label="± 1 s.e. of one evaluation")
-    for ax, what in zip(axes, ["gold", "proxy"]):
-        ax.axhline(0, color="gray", ls=":", lw=1)
-        ax.set(xlabel="d = sqrt(KL(π‖π_sft))  [sqrt nats]", ylabel=f"{what} − {what}(SFT)",
-               title=f"{what} gained, against distance from SFT")
-        ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7)
-    axes[1].legend(fontsize=8)
-    fig.tight_layout()
-    paths["distance"] = os.path.join(out_dir, FIGURES["distance"])
-    fig.savefig(paths["distance"], dpi=120)
-    plt.close(fig)
-
-    # (c) the hacked behaviours against d
-    fig, axes = plt.subplots(1, 3, figsize=(13, 4))
-    for ax, (key, title) in zip(axes, [("length", "response length (words)"), ("format", "format marks per response"),
-                                       ("sycophancy", "sycophancy rate (claim prompts)")]):
-        for r, c in zip(runs, colors):
-            ax.plot([p["d"] for p in r["curve"]], [p[key] for p in r["curve"]], "o-", ms=3, color=c, label=label(r))
-        ax.plot([p["d"] for p in bon], [p[key] for p in bon], "s-", ms=4, color="crimson", label="best-of-n")
-        ax.set(xlabel="d = sqrt(KL(π‖π_sft))", title=title)
-        ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
-    fig.suptitle("Behaviours the labelers over-reward, against distance from SFT")
-    fig.tight_layout()
-    paths["behaviours"] = os.path.join(out_dir, FIGURES["behaviours"])
-    fig.savefig(paths["behaviours"], dpi=120)
-    plt.close(fig)
-    return paths
-
-
-# ----------------------------------------------------------------------------------------------------
-# The experiment, top to bottom
-
-
-def _num(x):
-    return float("nan") if x is None else x
-
-
-def main(argv):
-    cfg = parse_config(OveroptConfig, argv)
-    if cfg.smoke:
-        cfg = smoke_settings(cfg)
-    print_config(cfg)
-    device = get_device(cfg.device)
-    print(f"device: {device}")
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    t_start = time.time()
-    os.makedirs(cfg.out_dir, exist_ok=True)
-    betas = cfg.beta_list
-    # the settings every PPO run uses (train_ppo.py's defaults, unless --ppo_args changes them); the
-    # evaluations made here must sample and score exactly as train_ppo.py's own evaluations do
-    settings = train_ppo_defaults()
-    for flag in shlex.split(cfg.ppo_args):
-        key, _, value = flag[2:].partition("=")
-        if key in settings:
-            settings[key] = _as_type(settings[key], value)
-    beta_default = settings["beta"]
-    if beta_default not in betas:
-        print(f"note: train_ppo.py's default beta ({beta_default}) is not among --betas={cfg.betas}")
-
-    # 1. PPO, one run per beta, in the background (--jobs at a time); the smallest beta in two legs
-    workers = ThreadPoolExecutor(max_workers=cfg.jobs)
-    futures = {beta: workers.submit(run_beta, cfg, beta, beta == betas[0]) for beta in betas}
-    print(f"started {len(betas)} PPO runs ({cfg.jobs} at a time); logs in {cfg.out_dir}/ppo_beta_*/train_ppo.log")
-
-    # 2. Meanwhile: the SFT policy, evaluated exactly as train_ppo.py evaluates (its run_eval: the same
-    #    validation prompts and the same sampling seed, cfg.seed + 7), is the iteration-0, KL-0 point
-    tok = load_tokenizer(settings["tokenizer"])
-    ref, _ = load_policy(cfg.sft_ckpt, tok, device, kinds="sft")
-    rm, _ = load_reward_model(cfg.rm_ckpt, tok, device)
-    for p in list(ref.parameters()) + list(rm.parameters()):
-        p.requires_grad_(False)
-    eval_prompts = world.make_split("val", cfg.n_eval_prompts, seed=cfg.seed)
-
-    def evaluate(policy):
-        return evaluate_policy(policy, ref, rm, tok, eval_prompts, settings["max_response_tokens"],
-                               settings["temperature"], settings["truncation_penalty"],
-                               torch.Generator(device=device).manual_seed(cfg.seed + 7), device, settings["dtype"])
-
-    t0 = time.time()
-    sft_summary, sft_rows = evaluate(ref)
-    sft_point = curve_point(0, sft_summary)
-    sft_gold_std = float(np.std([r["gold"] for r in sft_rows]))
-    print(f"SFT on {len(eval_prompts)} validation prompts: proxy {sft_summary['proxy']:+.3f} | "
-          f"gold {sft_summary['gold']:+.3f} (std {sft_gold_std:.3f}) | {sft_summary['length']:.1f} words")
-
-    bon_prompts = world.make_split("val", cfg.n_bon_prompts, seed=cfg.seed)
-    bon_points, bon_pool = best_of_n_curve(ref, rm, tok, bon_prompts, cfg.n_list, settings,
-                                           torch.Generator(device=device).manual_seed(cfg.seed + 11), device)
-    t_bon = time.time() - t0
-    print(f"best-of-n on {len(bon_prompts)} prompts x {max(cfg.n_list)} samples ({t_bon:.0f}s):")
-    for p in bon_points:
-        print(f"  n={p['n']:3d} KL {p['kl']:.2f} | proxy {p['proxy']:+.3f} | gold {p['gold']:+.3f}")
-
-    # 3. Wait for PPO; read each run's evaluation curve
-    ppo_seconds = {}
-    for beta in betas:
-        try:
-            _, ppo_seconds[beta] = futures[beta].result()
-        except RuntimeError as e:
-            workers.shutdown(cancel_futures=True)
-            raise SystemExit(f"error: beta={beta:g}: {e}") from None
-    workers.shutdown()
-
-    # 4. Fits to the gold curves, gold relative to the SFT point: R(d) = gold(d) - gold(0)
-    runs = []
-    for beta in betas:
-        run_dir = os.path.join(cfg.out_dir, run_name(beta))
-        curve = eval_curve(run_dir, sft_point)
-        peak = max(curve, key=lambda p: p["gold"])
-        runs.append({"beta": beta, "is_default": beta == beta_default, "run_dir": run_dir, "curve": curve,
-                     "ppo_seconds": round(ppo_seconds[beta], 1),
-                     "fit": fit_rl([p["d"] for p in curve], [p["gold"] - sft_point["gold"] for p in curve]),
-                     "peak": {"iter": peak["iter"], "gold": peak["gold"], "d": peak["d"], "kl": peak["kl"]}})
-    # best-of-n has its own prompts: its gold(0) is the mean over all its SFT samples on those prompts
-    bon_fit = fit_bon([p["d"] for p in bon_points], [p["gold"] - bon_pool["gold"] for p in bon_points])
-
-    # 5. What each policy learned, per family: each run's final policy, and the smallest beta's early one
-    policies = {"sft": (sft_summary, sft_rows)}
+def evaluate_policies(runs, evaluate, sft):
+    """Each run's final policy, and the smallest beta's early one, evaluated on the validation prompts:
+    adds "final" to every run (and "early" to the first); returns {name: (summary, rows)}, SFT first."""
+    policies = {"sft": (sft["summary"], sft["rows"])}
     for r in runs:
-        policy, ckpt = load_policy(os.path.join(r["run_dir"], "ckpt.pt"), tok, device, kinds="ppo")
+        policy, ckpt = load_policy(os.path.join(r["run_dir"], "ckpt.pt"), evaluate.tok, evaluate.device, kinds="ppo")
         summary, rows = evaluate(policy)
         r["final"] = {"iter": ckpt["step"], **curve_point(ckpt["step"], summary), "per_family": per_family(summary)}
         policies[f"beta={r['beta']:g} final"] = (summary, rows)
     small = runs[0]
-    early_path = os.path.join(small["run_dir"], "early_ckpt.pt")
-    policy, ckpt = load_policy(early_path, tok, device, kinds="ppo")
+    policy, ckpt = load_policy(os.path.join(small["run_dir"], "early_ckpt.pt"), evaluate.tok, evaluate.device,
+                               kinds="ppo")
     summary, rows = evaluate(policy)
     small["early"] = {"iter": ckpt["step"], **curve_point(ckpt["step"], summary), "per_family": per_family(summary)}
     policies[f"beta={small['beta']:g} early"] = (summary, rows)
-    del policy
+    return policies
 
+
+def example_responses(prompts, policies, beta, n):
+    """n prompts (every family) with the SFT, early and final responses of the run with this beta."""
     examples = []
-    for i in pick_examples(eval_prompts, cfg.n_examples):
-        ex = {"prompt": eval_prompts[i].text, "family": eval_prompts[i].family}
-        for name, key in [("sft", "sft"), (f"beta={small['beta']:g} early", "early"),
-                          (f"beta={small['beta']:g} final", "final")]:
+    for i in pick_examples(prompts, n):
+        ex = {"prompt": prompts[i].text, "family": prompts[i].family}
+        for name, key in [("sft", "sft"), (f"beta={beta:g} early", "early"), (f"beta={beta:g} final", "final")]:
             row = policies[name][1][i]
             ex[key] = {"text": row["text"], "proxy": row["proxy"], "gold": row["gold"], "finished": row["finished"]}
         examples.append(ex)
+    return examples
 
-    # 6. Save the numbers and the figures; print the tables
+
+# ----------------------------------------------------------------------------------------------------
+# Step 6: the results, saved and printed
+
+
+def results(cfg, settings, n_eval_prompts, sft, runs, bon, examples):
+    """What overoptimization.json holds, but the figures and the timings; adds each run's summary."""
     eval_settings = {k: settings[k] for k in ("max_response_tokens", "temperature", "truncation_penalty", "dtype")}
-    res = {"config": asdict(cfg), "default_beta": beta_default, "eval_settings": eval_settings,
-           "n_eval_prompts": len(eval_prompts), "sft": {**sft_point, "gold_std": sft_gold_std,
-                                                        "per_family": per_family(sft_summary)},
-           "gold_standard_error": sft_gold_std / math.sqrt(len(eval_prompts)),
-           "runs": runs, "best_of_n": {"n_prompts": len(bon_prompts), "pool": bon_pool, "points": bon_points,
-                                       "fit": bon_fit},
-           "examples": examples}
+    res = {"config": asdict(cfg), "default_beta": settings["beta"], "eval_settings": eval_settings,
+           "n_eval_prompts": n_eval_prompts, "sft": {**sft["point"], "gold_std": sft["gold_std"],
+                                                     "per_family": per_family(sft["summary"])},
+           "gold_standard_error": sft["gold_std"] / math.sqrt(n_eval_prompts),
+           "runs": runs, "best_of_n": bon, "examples": examples}
     for r in runs:
         last = r["curve"][-1]
         fall = r["peak"]["gold"] - last["gold"]
         r["summary"] = {"final_proxy": last["proxy"], "final_gold": last["gold"], "peak_gold": r["peak"]["gold"],
                         "peak_iter": r["peak"]["iter"], "fall": fall,
-                        "fall_in_sft_std": fall / sft_gold_std if sft_gold_std > 0 else None,
+                        "fall_in_sft_std": fall / sft["gold_std"] if sft["gold_std"] > 0 else None,
                         "final_kl": last["kl"], "final_length": last["length"], "final_sycophancy": last["sycophancy"]}
+    return res
+
+
+def save_results(res, cfg, t_start, t_bon):
+    """The figures (also copied to lessons/figures/ with --publish), then overoptimization.json."""
     res["figures"] = {k: os.path.abspath(v) for k, v in make_figures(res, cfg.out_dir).items()}
     if cfg.publish:
         dest = os.path.join(ROOT, "lessons", "figures")
@@ -563,22 +465,31 @@ def main(argv):
     with open(os.path.join(cfg.out_dir, "overoptimization.json"), "w") as f:
         json.dump(res, f, indent=1, allow_nan=False)
 
-    print(f"\nPPO on {len(eval_prompts)} validation prompts (one sample each; the SE of one gold mean is "
-          f"{res['gold_standard_error']:.3f}); SFT: proxy {sft_point['proxy']:+.3f}, gold {sft_point['gold']:+.3f}, "
-          f"gold std {sft_gold_std:.3f}")
+
+def _num(x):
+    return float("nan") if x is None else x
+
+
+def print_report(res, policies, cfg):
+    """The summary tables: PPO per beta, best-of-n, the fits, behaviour per family, example responses."""
+    sft, bon, small = res["sft"], res["best_of_n"], res["runs"][0]
+    print(f"\nPPO on {res['n_eval_prompts']} validation prompts (one sample each; the SE of one gold mean is "
+          f"{res['gold_standard_error']:.3f}); SFT: proxy {sft['proxy']:+.3f}, gold {sft['gold']:+.3f}, "
+          f"gold std {sft['gold_std']:.3f}")
     print(f"  {'beta':>8} {'proxy':>7} {'gold':>7} {'peak gold':>9} {'@iter':>5} {'fall':>6} {'fall/std':>8} "
           f"{'KL':>6} {'words':>6} {'syco':>5}")
-    for r in runs:
+    for r in res["runs"]:
         s = r["summary"]
         print(f"  {r['beta']:>7g}{'*' if r['is_default'] else ' '} {s['final_proxy']:+7.3f} {s['final_gold']:+7.3f} "
               f"{s['peak_gold']:+9.3f} {s['peak_iter']:5d} {s['fall']:6.3f} {_num(s['fall_in_sft_std']):8.2f} "
               f"{s['final_kl']:6.2f} {s['final_length']:6.1f} {_num(s['final_sycophancy']):5.2f}")
     print("  (* train_ppo.py's default beta; final = the last evaluation, iteration "
           f"{cfg.n_iters}; peak includes the SFT point, iteration 0)")
-    print(f"\nbest-of-n on {len(bon_prompts)} prompts (SFT samples there: proxy {bon_pool['proxy']:+.3f}, "
-          f"gold {bon_pool['gold']:+.3f}):  " + "  ".join(f"n={p['n']}: gold {p['gold']:+.3f}" for p in bon_points))
+    print(f"\nbest-of-n on {bon['n_prompts']} prompts (SFT samples there: proxy {bon['pool']['proxy']:+.3f}, "
+          f"gold {bon['pool']['gold']:+.3f}):  " + "  ".join(f"n={p['n']}: gold {p['gold']:+.3f}"
+                                                           for p in bon["points"]))
     print("\nfits to gold - gold(SFT) against d = sqrt(KL):")
-    for name, fit in [(f"PPO beta={r['beta']:g}", r["fit"]) for r in runs] + [("best-of-n", bon_fit)]:
+    for name, fit in [(f"PPO beta={r['beta']:g}", r["fit"]) for r in res["runs"]] + [("best-of-n", bon["fit"])]:
         if fit is None:
             print(f"  {name:16s} too few points to fit")
             continue
@@ -602,13 +513,51 @@ def main(argv):
 
     print(f"\nexamples (the same prompts): SFT / beta={small['beta']:g} at iteration {small['early']['iter']} / "
           f"at iteration {small['final']['iter']}")
-    for ex in examples:
+    for ex in res["examples"]:
         print(f"  {ex['prompt']}")
         for key in ("sft", "early", "final"):
             e = ex[key]
             print(f"    {key:5s} proxy {e['proxy']:+5.2f} gold {e['gold']:+5.2f} | {e['text']!r}")
     print(f"\nwrote {cfg.out_dir}/overoptimization.json and {len(res['figures'])} figures; "
           f"total {res['seconds']['total']:.0f}s")
+
+
+# ----------------------------------------------------------------------------------------------------
+# The experiment, top to bottom
+
+
+def configure(argv):
+    """The config (--smoke applied), printed; the device; torch's threads."""
+    cfg = parse_config(OveroptConfig, argv)
+    if cfg.smoke:
+        cfg = smoke_settings(cfg)
+    print_config(cfg)
+    device = get_device(cfg.device)
+    print(f"device: {device}")
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    return cfg, device
+
+
+def main(argv):
+    cfg, device = configure(argv)
+    t_start = time.time()
+    os.makedirs(cfg.out_dir, exist_ok=True)
+    settings = ppo_settings(cfg)
+    workers, futures = start_ppo_runs(cfg)                                  # 1. PPO, in the background
+    evaluate = load_evaluator(cfg, settings, device)                        # 2. meanwhile: SFT, best-of-n
+    t0 = time.time()
+    sft = measure_sft(evaluate)
+    bon = measure_best_of_n(cfg, evaluate, t0)
+    t_bon = time.time() - t0
+    ppo_seconds = wait_for_ppo(workers, futures)                            # 3. each run's curve and
+    runs = ppo_curves(cfg, sft["point"], ppo_seconds, settings["beta"])     # 4. the fits
+    bon["fit"] = fit_best_of_n(bon)
+    policies = evaluate_policies(runs, evaluate, sft)                       # 5. what the policies learned
+    examples = example_responses(evaluate.prompts, policies, runs[0]["beta"], cfg.n_examples)
+    res = results(cfg, settings, len(evaluate.prompts), sft, runs, bon, examples)   # 6. saved, printed
+    save_results(res, cfg, t_start, t_bon)
+    print_report(res, policies, cfg)
     return res
 
 

@@ -1,12 +1,7 @@
 """
-The course's assignment machinery: make a student copy of nanorm with the graded code taken out.
+Exercises: the labelled solution regions of the code, the tests that grade them, and the student copy.
 
-    python -m nanorm.assignments --out=student            # copy the repo, stub every exercise
-    python -m nanorm.assignments --out=student --force=true   # replace an earlier student copy
-    python -m nanorm.assignments --out=/tmp/x --only=2.1   # stub one exercise (to check its tests)
-    python -m nanorm.assignments --audit=true              # check the test markers against what tests run
-
-Exercises. The code marks each graded region with two comment lines:
+The code marks each graded region with two comment lines:
 
     <indent># BEGIN SOLUTION lesson N, exercise M: short description
     ...the reference solution...
@@ -27,11 +22,8 @@ train_sft.py etc. carry the label of every region the script executes). So in th
 fails exactly when it is marked, and with every exercise solved the whole suite passes again. Markers
 may sit on a test function, on a test class, or in a module's `pytestmark`; tests/conftest.py adds
 `--exercise=N.M` (or `--exercise=N` for a whole lesson) to run only the tests that grade it.
-tests/test_assignments.py checks the rule on a fresh student copy. `--audit=true` checks it per
-exercise: it runs the suite in this tree with a line tracer on the solution regions (subprocesses
-included, through a sitecustomize on PYTHONPATH; pytest names the running test in PYTEST_CURRENT_TEST)
-and lists every test that runs an exercise's code without carrying its marker. A test may carry a
-marker it does not run itself when a shared fixture ran that code first (the pipeline's SFT run).
+tests/test_assignments.py checks the rule on a fresh student copy; nanorm/course/audit.py checks it
+per exercise, by tracing which tests run which region.
 
 The copy holds what git would commit (tracked files plus untracked, non-ignored ones; a plain walk of
 the tree that skips out/, .git and caches where git is missing), minus tests/test_assignments.py, the
@@ -44,12 +36,9 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from dataclasses import dataclass
 
-from nanorm.config import parse_config
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 STAMP = ".nanorm-student"                      # written into every student copy; --force only replaces those
 LEFT_OUT = {"tests/test_assignments.py"}       # not copied (see the docstring)
 SKIP_DIRS = {".git", "out", "student", "__pycache__", ".pytest_cache", ".benchmarks"}   # the walk without git
@@ -57,18 +46,6 @@ SKIP_DIRS = {".git", "out", "student", "__pycache__", ".pytest_cache", ".benchma
 BEGIN_RE = re.compile(r"^(?P<indent>[ \t]*)# BEGIN SOLUTION\b(?P<rest>.*)$")
 END_RE = re.compile(r"^(?P<indent>[ \t]*)# END SOLUTION\s*$")
 LABEL_RE = re.compile(r"^ lesson (?P<lesson>\d+), exercise (?P<number>\d+): (?P<what>\S.*?)\s*$")
-
-
-@dataclass
-class AssignmentsConfig:
-    out: str = ""          # directory to write the student copy to (required)
-    force: bool = False    # replace an existing student copy at --out (only one this tool made)
-    only: str = ""         # comma-separated labels to stub, e.g. "1.1,2.1"; empty = every exercise
-    audit: bool = False    # instead of copying: run the tests here and check their exercise markers
-
-    def check(self):
-        if not self.out and not self.audit:
-            raise SystemExit("error: --out=DIR is required (where to write the student copy)")
 
 
 @dataclass
@@ -295,106 +272,3 @@ def make_student_copy(out, root=ROOT, force=False, only=None):
     with open(os.path.join(out, STAMP), "w") as f:
         json.dump({"source": root, "stubbed": [ex.label for ex in stubbed]}, f, indent=1)
     return sorted(stubbed, key=lambda ex: (ex.lesson, ex.number))
-
-
-# ----------------------------------------------------------------------------------------------------
-# --audit: which exercises does each test really run?
-
-_TRACER = r"""
-import atexit, json, os, sys, threading
-_regions = {os.path.realpath(k): v for k, v in json.load(open(os.environ["NANORM_AUDIT_REGIONS"])).items()}
-_hits = set()
-def _line(frame, event, arg):
-    if event == "line":
-        for begin, end, label in _regions[frame.f_code.co_filename]:
-            if begin < frame.f_lineno < end:
-                _hits.add((label, os.environ.get("PYTEST_CURRENT_TEST", "")))
-    return _line
-def _call(frame, event, arg):
-    return _line if frame.f_code.co_filename in _regions else None
-sys.settrace(_call)
-threading.settrace(_call)
-@atexit.register
-def _dump():
-    with open(os.environ["NANORM_AUDIT_HITS"], "a") as f:
-        f.writelines(f"{label}\t{test}\n" for label, test in sorted(_hits))
-"""
-
-
-def audit(root=ROOT, pytest_args=()):
-    """Run the suite under the tracer; returns {test id: set of labels run} (parametrized ids merged)."""
-    import tempfile
-    exercises = all_exercises(root)
-    regions = {}
-    for ex in exercises:
-        regions.setdefault(os.path.realpath(os.path.join(root, ex.path)), []).append([ex.begin, ex.end, ex.label])
-    with tempfile.TemporaryDirectory() as tmp:
-        with open(os.path.join(tmp, "sitecustomize.py"), "w") as f:
-            f.write(_TRACER)
-        with open(os.path.join(tmp, "regions.json"), "w") as f:
-            json.dump(regions, f)
-        hits_path = os.path.join(tmp, "hits.tsv")
-        env = dict(os.environ, NANORM_AUDIT_REGIONS=os.path.join(tmp, "regions.json"), NANORM_AUDIT_HITS=hits_path,
-                   PYTHONPATH=os.pathsep.join(p for p in (tmp, os.environ.get("PYTHONPATH")) if p))
-        result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests",
-                                 "--deselect", "tests/test_assignments.py", *pytest_args], cwd=root, env=env)
-        if result.returncode != 0:
-            raise SystemExit("error: the suite must pass in this tree before its markers can be audited")
-        ran = {}
-        with open(hits_path) as f:
-            for line in f:
-                label, test = line.rstrip("\n").split("\t")
-                test = test.rsplit(" (", 1)[0].split("[")[0]    # "id (call)" -> id; parametrized cases merged
-                if test:
-                    ran.setdefault(test, set()).add(label)
-    return ran
-
-
-def report_audit(root=ROOT):
-    ran = audit(root)
-    marked = {}
-    for label, tests in graded_tests(root).items():
-        for t in tests:
-            marked.setdefault(t, set()).add(label)
-    missing = {t: ran[t] - marked.get(t, set()) for t in ran if ran[t] - marked.get(t, set())}
-    extra = {t: marked[t] - ran.get(t, set()) for t in marked if marked[t] - ran.get(t, set())}
-    key = lambda s: tuple(map(int, s.split(".")))
-    fmt = lambda labels: ", ".join(f'"{l}"' for l in sorted(labels, key=key))
-    for t, labels in sorted(extra.items()):
-        print(f"note: {t} is marked {fmt(labels)} but did not run that code itself (a shared fixture may have)")
-    for t, labels in sorted(missing.items()):
-        every = fmt(ran[t] | marked.get(t, set()))
-        print(f"MISSING: {t} runs exercise {fmt(labels)}: mark it @pytest.mark.exercise({every})")
-    print(f"audit: {len(ran)} tests run graded code; {len(missing)} lack a marker")
-    if missing:
-        raise SystemExit(1)
-
-
-def main(argv):
-    cfg = parse_config(AssignmentsConfig, argv)
-    if cfg.audit:
-        return report_audit(ROOT)
-    only = {s.strip() for s in cfg.only.split(",") if s.strip()} or None
-    try:
-        stubbed = make_student_copy(cfg.out, ROOT, cfg.force, only)
-    except RegionError as e:
-        raise SystemExit(f"error: {e}") from None
-    graded = graded_tests(ROOT)
-    n = len(stubbed)
-    print(f"student copy written to {os.path.abspath(cfg.out)}: {n} exercise{'s' * (n != 1)} stubbed\n")
-    print(f"{'exercise':<9} {'where':<48} graded by")
-    for ex in stubbed:
-        tests = graded.get(ex.label, [])
-        print(f"{ex.label:<9} {ex.path + '::' + ex.symbol:<48} {len(tests)} tests  ({ex.what})")
-        for t in tests:
-            print(f"{'':<10}{t}")
-    untested = [ex.label for ex in stubbed if not graded.get(ex.label)]
-    if untested:
-        print(f"\nwarning: no test grades exercise {', '.join(untested)}")
-    print(f"\nnext: cd {cfg.out} && python -m pytest -q tests --exercise=1.1   "
-          f"(the tests of one exercise; --exercise=3 for a whole lesson)")
-    print("      python -m pytest -q tests -m exercise   (every graded test; all pass once every exercise is done)")
-
-
-if __name__ == "__main__":
-    main(sys.argv[1:])
