@@ -8,7 +8,7 @@ imports them by name, so other code calls a stage and reads its result as a retu
     from nanorm import stages
     report = stages.run("rm", sft_ckpt="out/sft/ckpt.pt", n_prompts=200)   # in this process
     defaults = stages.defaults("ppo")                                        # PPOConfig's fields
-    report, seconds, peak_rss_mib = stages.run_in_child("ppo", log_path, beta=0.02)   # in its own process
+    child = stages.run_in_child("ppo", log_path, beta=0.02)   # in its own process: report, seconds, memory
 
 `run_in_child` starts a fresh Python process (spawn), so several stages can run at once (one per
 core) and each one's peak memory is its own; the stage's printed output goes to log_path.
@@ -60,16 +60,22 @@ def run(name, **overrides):
 
 
 def _child(name, overrides, log_path):
-    """In the child process: output to log_path, run the stage, return (report, seconds, peak RSS MiB)."""
+    """In the child process: output to log_path, run the stage; returns its report, wall seconds, peak
+    resident memory (MiB, this process alone) and peak GPU memory (MiB, None without CUDA)."""
     with open(log_path, "a", encoding="utf-8") as log:
         os.dup2(log.fileno(), 1)            # the child's stdout and stderr, C-level writes included
         os.dup2(log.fileno(), 2)
         sys.stdout = os.fdopen(1, "w", buffering=1, closefd=False)
         sys.stderr = os.fdopen(2, "w", buffering=1, closefd=False)
         t0 = time.time()
-        report = run(name, **overrides)
+        cfg = config(name, **overrides)
+        report = module(name).main(cfg)
         sys.stdout.flush()
-    return report, time.time() - t0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024   # Linux: KiB
+    import torch
+    gpu = torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None
+    return {"report": report, "seconds": time.time() - t0, "device": cfg.device,
+            "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,   # Linux: KiB
+            "peak_gpu_mib": gpu}
 
 
 class StageFailed(RuntimeError):
@@ -83,7 +89,7 @@ def pool(jobs):
 
 
 def submit(executor, name, log_path, **overrides):
-    """Start a stage in the pool; the future's result is (report, seconds, peak RSS in MiB)."""
+    """Start a stage in the pool; the future's result is _child's dict (report, seconds, memory)."""
     return executor.submit(_child, name, overrides, os.path.abspath(log_path))
 
 
@@ -98,6 +104,6 @@ def result(future, log_path):
 
 
 def run_in_child(name, log_path, **overrides):
-    """Run a stage in a fresh process of its own; returns (report, seconds, peak RSS in MiB)."""
+    """Run a stage in a fresh process of its own; returns _child's dict (report, seconds, memory)."""
     with pool(1) as executor:
         return result(submit(executor, name, log_path, **overrides), log_path)

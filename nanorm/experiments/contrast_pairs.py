@@ -20,18 +20,15 @@ agreeing with the labelers more often.
 
 import os
 import random
-import subprocess
 import sys
 from collections import Counter
 from dataclasses import dataclass
 
-from nanorm import world
+from nanorm import stages, world
+from nanorm.experiments import what_the_rm_sees
 from nanorm.config import parse_config
 from nanorm.experiments.common import minimal_edit
 from nanorm.prefdata import Comparison, load_comparisons, write_comparisons
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
 
 @dataclass
 class ContrastConfig:
@@ -84,7 +81,7 @@ def main(argv):
     right = sum(c.ranking[0] == 0 for c in contrasts) / max(1, len(contrasts))
     print(f"{len(rankings)} rankings + {len(contrasts)} contrast pairs {per_family}")
     print(f"the labelers preferred the unedited answer in {right:.3f} of the contrast pairs")
-    common = [f"--device={cfg.device}", f"--threads={cfg.threads}"]
+    results = {}
     for name, records in (("rankings", rankings), ("with_contrasts", rankings + contrasts)):
         out_dir = os.path.join(cfg.out_dir, name)
         path = os.path.join(out_dir, "train_comparisons.jsonl")
@@ -92,18 +89,14 @@ def main(argv):
         print(f"\n=== {name}: {len(records)} records -> {path}")
         if not cfg.train:
             continue
-        for cmd in ([os.path.join(ROOT, "train_rm.py"), f"--data={path}", f"--sft_ckpt={cfg.sft_ckpt}",
-                     f"--out_dir={out_dir}", *common],
-                    ["-m", "nanorm.experiments.what_the_rm_sees", f"--sft_ckpt={cfg.sft_ckpt}",
-                     f"--rm_ckpt={out_dir}/ckpt.pt", *common]):
-            print(f"$ python {' '.join(cmd)}", flush=True)
-            result = subprocess.run([sys.executable, *cmd], cwd=ROOT, capture_output=True, text=True)
-            if result.returncode != 0:
-                raise SystemExit(f"error: {' '.join(cmd[:2])} failed:\n{result.stderr[-2000:]}")
-            lines = [line for line in result.stdout.replace("\r", "\n").splitlines() if line.strip()]
-            start = next((i for i, line in enumerate(lines) if line.startswith(("held-out evaluation",
-                                                                                "RM expected accuracy"))), 0)
-            print("\n".join(lines[start:]))
+        # train_rm.py --data=path (its default settings; fresh held-out rankings), then what_the_rm_sees on it
+        rm_report = stages.run("rm", data=path, sft_ckpt=cfg.sft_ckpt, out_dir=out_dir, device=cfg.device,
+                               threads=cfg.threads)
+        seen = what_the_rm_sees.main([f"--sft_ckpt={cfg.sft_ckpt}", f"--rm_ckpt={out_dir}/ckpt.pt",
+                                      f"--device={cfg.device}", f"--threads={cfg.threads}",
+                                      f"--out={out_dir}/what_the_rm_sees.json"])
+        results[name] = {"rm": rm_report, "what_the_rm_sees": seen}
+    return results
 
 
 if __name__ == "__main__":

@@ -19,12 +19,13 @@ to learn from them. Lesson 05 reads the table.
 """
 
 import sys
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
 
 from nanorm import world
+from nanorm.checkpoint import write_json
 from nanorm.config import parse_config
 from nanorm.data import sample_responses
 from nanorm.evaluate import rm_scores
@@ -46,6 +47,7 @@ class HeadroomConfig:
     seed: int = 0
     threads: int = 0              # torch CPU threads; 0 = torch's default
     device: str = "cpu"
+    out: str = "out/experiments/headroom.json"   # the table, as JSON
 
 
 def judge_scores(judge, prompt, texts, finished, labelers=(), rm=None):
@@ -93,9 +95,14 @@ def main(argv):
     print(f"best-of-{cfg.n} of SFT samples, picked by each judge; gold win rate of the pick against one more "
           f"SFT sample ({len(prompts)} test prompts, ties half):")
     print(f"  {'judge':9s} {'all':>6s} " + " ".join(f"{f:>10s}" for f in world.FAMILIES))
+    res = {"config": asdict(cfg), "n_prompts": len(prompts), "win_rate_vs_sft": {}}
     for j in JUDGES:
-        per = [np.mean([w for w, p in zip(wins[j], prompts) if p.family == f]) for f in world.FAMILIES]
+        per = [float(np.mean([w for w, p in zip(wins[j], prompts) if p.family == f])) for f in world.FAMILIES]
         print(f"  {j:9s} {np.mean(wins[j]):6.3f} " + " ".join(f"{v:10.3f}" for v in per))
+        res["win_rate_vs_sft"][j] = {"all": float(np.mean(wins[j])), **dict(zip(world.FAMILIES, per))}
+    write_json(cfg.out, res)
+    print(f"wrote {cfg.out}")
+    return res
 
 
 if __name__ == "__main__":

@@ -9,10 +9,11 @@ shapes, one per optimiser (R(d) = gold(d) - gold(0), gold relative to the starti
     RL (PPO)  : R_RL(d)  = d (alpha - beta log d)      (their eq. 2)
 
 Both rise, peak and fall: past the peak, more optimisation of the proxy buys less gold. Here gold is code
-(nanorm/world.py::gold), so both curves are measured, not estimated. This module
+(nanorm/world/judging.py::gold), so both curves are measured, not estimated. This module
 
-  1. runs train_ppo.py once per KL coefficient in --betas (in subprocesses, --jobs at a time); the smallest
-     beta runs in two legs, stopping at --peak_iters to keep an "early" checkpoint, then resuming;
+  1. runs train_ppo.py once per KL coefficient in --betas (each in a process of its own, --jobs at a time); the smallest
+     beta runs in two legs, stopping at --peak_iters to keep an "early" checkpoint, then resuming (the
+     resume is exact: the two legs give the numbers one uninterrupted run would);
   2. meanwhile measures the SFT policy itself (iteration 0, KL 0) with exactly the evaluation train_ppo.py
      logs every --eval_interval iterations (same validation prompts, same sampling seed), and best-of-n
      against the proxy for n in --bon_ns from one pool of max(n) SFT samples per prompt (prefixes);
@@ -25,7 +26,7 @@ Both rise, peak and fall: past the peak, more optimisation of the proxy buys les
      and prints a summary table.
 
 `main` runs these steps in this order, one function each. Everything that knows how train_ppo.py is
-run (its flags, its defaults, the subprocess) is in one section below, "train_ppo.py".
+run (its settings, its defaults, its process) is in one section below, "train_ppo.py".
 
     python -m nanorm.experiments.overoptimization                     # ~15-20 minutes on a 2-core CPU
     python -m nanorm.experiments.overoptimization --smoke=true        # tiny settings, under a minute
@@ -43,27 +44,24 @@ The KL that every d here comes from:
     continuous rewards without ties; an upper bound otherwise.
 """
 
-import ast
 import json
 import math
 import os
-import re
 import shlex
 import shutil
-import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
+from types import SimpleNamespace
 
 import numpy as np
 import torch
 
-from nanorm import world
+from nanorm import stages, world
 from nanorm.checkpoint import read_jsonl
-from nanorm.config import get_device, parse_config, print_config
+from nanorm.config import SEED_BEST_OF_N_CURVE, SEED_VAL_EVAL, get_device, parse_config, print_config
 from nanorm.data import sample_responses
-from nanorm.evaluate import describe, evaluate_policy, load_policy, load_reward_model, rm_scores, summarise
+from nanorm.evaluate import describe, evaluate_on, load_policy, load_reward_model, rm_scores, summarise
 from nanorm.experiments.gao import fit_bon, fit_rl, kl_bon
 from nanorm.experiments.overoptimization_figures import make_figures
 from nanorm.tokenizer import load_tokenizer
@@ -83,7 +81,7 @@ class OveroptConfig:
     n_eval_prompts: int = 128             # validation prompts per evaluation (train_ppo.py's --n_eval_prompts)
     n_test_prompts: int = 16              # train_ppo.py's own final test-set report (not used here; kept small)
     ppo_args: str = ""                    # extra flags for every train_ppo.py run, e.g. "--lr=1e-4 --batch_size=32"
-    jobs: int = 3                         # PPO runs at once (each a subprocess with --threads)
+    jobs: int = 3                         # PPO runs at once (each a process of its own with --threads)
     bon_ns: str = "1,2,4,8,16,32,64"      # best-of-n: the n to measure, from one pool of max(n) samples per prompt
     n_bon_prompts: int = 64               # validation prompts for best-of-n
     n_examples: int = 8                   # prompts whose responses (SFT, early, final) are shown and saved
@@ -123,76 +121,42 @@ def smoke_settings(cfg):
 
 
 # ----------------------------------------------------------------------------------------------------
-# train_ppo.py: the only place that knows how this experiment runs it. Today each run is a subprocess
-# (flags in, checkpoint + metrics.jsonl out) and the defaults are read from its --help; an in-process
-# train_ppo.main(cfg) replaces train_ppo() and train_ppo_defaults() here, and nothing else has to change.
-
-TRAIN_PPO = os.path.join(ROOT, "train_ppo.py")
-
-
-def train_ppo(flags, log_path):
-    """One train_ppo.py subprocess; its output goes to log_path. Stops with the log's tail if it fails."""
-    with open(log_path, "a", encoding="utf-8") as log:
-        log.write(f"$ python train_ppo.py {' '.join(flags)}\n")
-        log.flush()
-        result = subprocess.run([sys.executable, TRAIN_PPO, *flags], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-    if result.returncode != 0:
-        with open(log_path, encoding="utf-8", errors="replace") as f:
-            tail = f.read()[-3000:]
-        raise RuntimeError(f"train_ppo.py failed (exit {result.returncode}); the end of {log_path}:\n{tail}")
-
-
-def train_ppo_defaults():
-    """train_ppo.py's config defaults, read from its --help (importing the script would run it)."""
-    out = subprocess.run([sys.executable, TRAIN_PPO, "--help"], cwd=ROOT, capture_output=True, text=True).stdout
-    defaults = {m[1]: ast.literal_eval(m[2]) for m in re.finditer(r"^  --(\w+)=(.*?)  \(\w+\)$", out, re.MULTILINE)}
-    if "beta" not in defaults:
-        raise SystemExit(f"error: could not read train_ppo.py's defaults from its --help:\n{out[-1000:]}")
-    return defaults
+# train_ppo.py: the only place that knows how this experiment runs it. Each run is train_ppo.main(cfg)
+# in a fresh process of its own (nanorm/stages.py), --jobs at a time: settings in, its checkpoint and
+# metrics.jsonl out.
 
 
 def ppo_settings(cfg):
-    """The settings every PPO run uses: train_ppo.py's defaults, unless --ppo_args changes them. The
-    evaluations made here must sample and score exactly as train_ppo.py's own evaluations do."""
-    settings = train_ppo_defaults()
-    for flag in shlex.split(cfg.ppo_args):
-        key, _, value = flag[2:].partition("=")
-        if key in settings:
-            settings[key] = _as_type(settings[key], value)
-    if settings["beta"] not in cfg.beta_list:
+    """The settings every PPO run uses: train_ppo.py's defaults with --ppo_args applied, read as its own
+    command line would read them. The evaluations made here sample and score exactly as its own do."""
+    settings = asdict(parse_config(type(stages.config("ppo")), shlex.split(cfg.ppo_args)))
+    if settings["beta"] not in cfg.beta_list and "--beta=" not in cfg.ppo_args:
         print(f"note: train_ppo.py's default beta ({settings['beta']}) is not among --betas={cfg.betas}")
     return settings
 
 
-def ppo_flags(cfg, beta, run_dir, n_iters):
-    """The train_ppo.py flags of one run (or leg); everything else is train_ppo.py's default."""
-    return [f"--sft_ckpt={os.path.abspath(cfg.sft_ckpt)}", f"--rm_ckpt={os.path.abspath(cfg.rm_ckpt)}",
-            f"--out_dir={run_dir}", f"--beta={beta}", f"--n_iters={n_iters}", f"--eval_interval={cfg.eval_interval}",
-            f"--n_eval_prompts={cfg.n_eval_prompts}", "--best_of=0", f"--n_test_prompts={cfg.n_test_prompts}",
-            f"--seed={cfg.seed}", f"--device={cfg.device}", f"--threads={cfg.threads}", *shlex.split(cfg.ppo_args)]
+def ppo_overrides(cfg, settings, beta, run_dir, n_iters):
+    """One run's (or leg's) PPOConfig: the common settings, then what this experiment sets for each run."""
+    return {**settings, "sft_ckpt": os.path.abspath(cfg.sft_ckpt), "rm_ckpt": os.path.abspath(cfg.rm_ckpt),
+            "out_dir": run_dir, "beta": beta, "n_iters": n_iters, "eval_interval": cfg.eval_interval,
+            "n_eval_prompts": cfg.n_eval_prompts, "best_of": 0, "n_test_prompts": cfg.n_test_prompts,
+            "seed": cfg.seed, "device": cfg.device, "threads": cfg.threads}
 
 
-def _same_run(ckpt_path, flags):
-    """Does the checkpoint come from a run with these flags (--skip_done)? Compares every flag's value."""
+def train_ppo(overrides, log_path):
+    """One train_ppo.main run in a process of its own; its output goes to log_path."""
+    try:
+        stages.run_in_child("ppo", log_path, **overrides)
+    except stages.StageFailed as e:
+        raise RuntimeError(f"train_ppo.py failed: {e}") from None
+
+
+def _same_run(ckpt_path, overrides):
+    """Does the checkpoint come from a run with these settings (--skip_done)? Compares every field."""
     if not os.path.exists(ckpt_path):
         return False
     saved = torch.load(ckpt_path, map_location="cpu", weights_only=True).get("config", {})
-    for flag in flags:
-        key, value = flag[2:].split("=", 1)
-        if key in ("out_dir", "resume", "device", "threads"):
-            continue
-        if key not in saved or str(saved[key]) != str(_as_type(saved[key], value)):
-            return False
-    return True
-
-
-def _as_type(example, value):
-    if isinstance(example, bool):
-        return value.lower() in ("1", "true", "yes", "on")
-    try:
-        return type(example)(value)
-    except ValueError:
-        return value
+    return all(saved.get(k) == v for k, v in overrides.items() if k not in ("out_dir", "resume", "device", "threads"))
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -203,35 +167,35 @@ def run_name(beta):
     return f"ppo_beta_{beta:g}"
 
 
-def run_beta(cfg, beta, early):
+def run_beta(cfg, settings, beta, early):
     """All of one beta's PPO: a single run, or (early=True) two legs, keeping the checkpoint in between."""
     run_dir = os.path.join(cfg.out_dir, run_name(beta))
     os.makedirs(run_dir, exist_ok=True)
     log_path = os.path.join(run_dir, "train_ppo.log")
     ckpt, early_ckpt = os.path.join(run_dir, "ckpt.pt"), os.path.join(run_dir, "early_ckpt.pt")
-    final_flags = ppo_flags(cfg, beta, run_dir, cfg.n_iters)
-    if cfg.skip_done and _same_run(ckpt, final_flags) and (not early or _same_run(early_ckpt, ppo_flags(
-            cfg, beta, run_dir, cfg.peak_iters))):
+    final = ppo_overrides(cfg, settings, beta, run_dir, cfg.n_iters)
+    first_leg = ppo_overrides(cfg, settings, beta, run_dir, cfg.peak_iters)
+    if cfg.skip_done and _same_run(ckpt, final) and (not early or _same_run(early_ckpt, first_leg)):
         print(f"beta={beta:g}: reusing the finished run in {run_dir}")
         return run_dir, 0.0
     t0 = time.time()
     open(log_path, "w").close()
     if early:
-        train_ppo(ppo_flags(cfg, beta, run_dir, cfg.peak_iters), log_path)        # leg 1: iterations 1..peak_iters
-        shutil.copyfile(ckpt, early_ckpt)                                        # keep the early policy
-        train_ppo(final_flags + [f"--resume={early_ckpt}"], log_path)             # leg 2: on to n_iters
+        train_ppo(first_leg, log_path)                            # leg 1: iterations 1..peak_iters
+        shutil.copyfile(ckpt, early_ckpt)                         # keep the early policy
+        train_ppo({**final, "resume": early_ckpt}, log_path)      # leg 2: continued exactly, on to n_iters
     else:
-        train_ppo(final_flags, log_path)
+        train_ppo(final, log_path)
     seconds = time.time() - t0
     print(f"beta={beta:g}: PPO done in {seconds:.0f}s ({run_dir})", flush=True)
     return run_dir, seconds
 
 
-def start_ppo_runs(cfg):
+def start_ppo_runs(cfg, settings):
     """Start every beta's PPO (the smallest in two legs); returns (the pool, {beta: future})."""
     betas = cfg.beta_list
     workers = ThreadPoolExecutor(max_workers=cfg.jobs)
-    futures = {beta: workers.submit(run_beta, cfg, beta, beta == betas[0]) for beta in betas}
+    futures = {beta: workers.submit(run_beta, cfg, settings, beta, beta == betas[0]) for beta in betas}
     print(f"started {len(betas)} PPO runs ({cfg.jobs} at a time); logs in {cfg.out_dir}/ppo_beta_*/train_ppo.log")
     return workers, futures
 
@@ -256,7 +220,7 @@ def wait_for_ppo(workers, futures):
 @dataclass
 class Evaluator:
     """Evaluates a policy exactly as train_ppo.py's run_eval does: the same validation prompts, the same
-    sampling seed (seed + 7) and settings, against the frozen SFT reference and the proxy RM."""
+    sampling stream (SEED_VAL_EVAL) and settings, against the frozen SFT reference and the proxy RM."""
     ref: torch.nn.Module          # the SFT policy: the KL reference, and the policy at iteration 0
     rm: torch.nn.Module           # the proxy
     tok: object
@@ -267,10 +231,8 @@ class Evaluator:
 
     def __call__(self, policy):
         """(summary, rows) of nanorm.evaluate.evaluate_policy on the validation prompts."""
-        s = self.settings
-        return evaluate_policy(policy, self.ref, self.rm, self.tok, self.prompts, s["max_response_tokens"],
-                               s["temperature"], s["truncation_penalty"],
-                               torch.Generator(device=self.device).manual_seed(self.seed + 7), self.device, s["dtype"])
+        run_cfg = SimpleNamespace(**{**self.settings, "seed": self.seed})       # as one PPO run's PPOConfig
+        return evaluate_on(policy, self.ref, self.rm, self.tok, self.prompts, run_cfg, SEED_VAL_EVAL, self.device)
 
 
 def load_evaluator(cfg, settings, device):
@@ -334,7 +296,7 @@ def measure_best_of_n(cfg, evaluate, started):
     """Best-of-n on its own validation prompts; returns {"n_prompts", "pool", "points"} (the fit comes later)."""
     prompts = world.make_split("val", cfg.n_bon_prompts, seed=cfg.seed)
     points, pool = best_of_n_curve(evaluate.ref, evaluate.rm, evaluate.tok, prompts, cfg.n_list, evaluate.settings,
-                                   torch.Generator(device=evaluate.device).manual_seed(cfg.seed + 11), evaluate.device)
+                                   torch.Generator(device=evaluate.device).manual_seed(cfg.seed + SEED_BEST_OF_N_CURVE), evaluate.device)
     print(f"best-of-n on {len(prompts)} prompts x {max(cfg.n_list)} samples ({time.time() - started:.0f}s):")
     for p in points:
         print(f"  n={p['n']:3d} KL {p['kl']:.2f} | proxy {p['proxy']:+.3f} | gold {p['gold']:+.3f}")
@@ -544,7 +506,7 @@ def main(argv):
     t_start = time.time()
     os.makedirs(cfg.out_dir, exist_ok=True)
     settings = ppo_settings(cfg)
-    workers, futures = start_ppo_runs(cfg)                                  # 1. PPO, in the background
+    workers, futures = start_ppo_runs(cfg, settings)                                # 1. PPO, in the background
     evaluate = load_evaluator(cfg, settings, device)                        # 2. meanwhile: SFT, best-of-n
     t0 = time.time()
     sft = measure_sft(evaluate)
@@ -562,4 +524,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    import sys
     main(sys.argv[1:])

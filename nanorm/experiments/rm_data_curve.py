@@ -8,18 +8,19 @@ once with --init=sft and once with --init=random, and plots held-out accuracy (a
 labeler, beside the inter-labeler agreement and the Bayes ceiling) against the number of comparisons.
 
     python -m nanorm.experiments.rm_data_curve                 # after python train_sft.py && python train_rm.py
-    python -m nanorm.experiments.rm_data_curve --sizes=100,400 --smoke=true
+    python -m nanorm.experiments.rm_data_curve --sizes=100,400 --inits=sft     # a quicker look
 
 Writes out/rm_curve/rm_data_curve.json and rm_data_curve.png (copied to lessons/figures/ with --publish=true).
 """
 
-import json
 import os
+import shlex
 import shutil
-import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
+from nanorm import stages
+from nanorm.checkpoint import write_json
 from nanorm.config import parse_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -40,26 +41,23 @@ class CurveConfig:
 def main(argv):
     cfg = parse_config(CurveConfig, argv)
     os.makedirs(cfg.out_dir, exist_ok=True)
+    base = asdict(parse_config(type(stages.config("rm")), shlex.split(cfg.extra)))   # --extra, read as train_rm.py would
     rows = []
     for init in cfg.inits.split(","):
         for n in [int(s) for s in cfg.sizes.split(",")]:
             out = os.path.join(cfg.out_dir, f"{init}_{n}")
-            cmd = [sys.executable, os.path.join(ROOT, "train_rm.py"), f"--data={cfg.comparisons}",
-                   f"--sft_ckpt={cfg.sft_ckpt}", f"--n_prompts={n}", f"--init={init}", f"--out_dir={out}",
-                   f"--threads={cfg.threads}", *cfg.extra.split()]
-            print(" ".join(cmd[1:]), flush=True)
-            result = subprocess.run(cmd, capture_output=True, text=True)
-            if result.returncode != 0:
-                raise SystemExit(f"error: train_rm.py failed for init={init} n={n}:\n{result.stderr[-2000:]}")
-            ev = json.load(open(os.path.join(out, "eval.json")))
+            flags = {**base, "data": cfg.comparisons, "sft_ckpt": cfg.sft_ckpt, "n_prompts": n, "init": init,
+                     "out_dir": out, "threads": cfg.threads}
+            print(f"train_rm.py " + " ".join(f"--{k}={flags[k]}" for k in ("data", "n_prompts", "init", "out_dir")),
+                  flush=True)
+            ev = stages.run("rm", **flags)
             row = {"init": init, "n_prompts": ev["n_train_prompts"], "n_pairs": ev["n_train_pairs"],
                    "accuracy": ev["accuracy"], "gold_accuracy": ev.get("gold_accuracy"),
                    "agreement": ev.get("inter_labeler_agreement"), "bayes_ceiling": ev.get("bayes_ceiling")}
             rows.append(row)
             print(f"  init={init:6s} prompts={row['n_prompts']:5d} pairs={row['n_pairs']:6d} "
                   f"accuracy {row['accuracy']:.3f} (gold {row['gold_accuracy']:.3f})", flush=True)
-    with open(os.path.join(cfg.out_dir, "rm_data_curve.json"), "w") as f:
-        json.dump(rows, f, indent=1)
+    write_json(os.path.join(cfg.out_dir, "rm_data_curve.json"), rows)
 
     import matplotlib
     matplotlib.use("Agg")

@@ -25,12 +25,13 @@ Three tables explain most of nanorm's default results (lesson 04):
 import random
 import re
 import sys
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
 
 from nanorm import world
+from nanorm.checkpoint import write_json
 from nanorm.config import parse_config
 from nanorm.data import sample_responses
 from nanorm.evaluate import rm_scores
@@ -50,12 +51,15 @@ class SeeConfig:
     seed: int = 0
     threads: int = 1              # torch CPU threads; 0 = torch's default
     device: str = "cpu"           # cpu (the numbers quoted in lesson 04) | cuda (a bigger model's checkpoints)
+    out: str = "out/experiments/what_the_rm_sees.json"   # every table, as JSON
 
 
 def main(argv):
     cfg = parse_config(SeeConfig, argv)
     device, tok, sft, rm = load_sft_and_rm(cfg)
 
+    res = {"config": asdict(cfg), "greedy_correct": {}, "pair_kinds": {}, "fact_pairs_by_mistake": {},
+           "minimal_pairs": {}}
     print("SFT greedy answers that are correct (world.features 'correct'):")
     greedy = []   # (prompt, greedy answer) of both splits, for table 4
     for split in ("train", "test"):
@@ -66,6 +70,7 @@ def main(argv):
         for fam in world.FAMILIES:
             c = [bool(world.features(p, t)["correct"]) for p, t in zip(prompts, texts) if p.family == fam]
             print(f"  {split:5s} {fam:10s} n={len(c):4d}  {np.mean(c):.3f}")
+            res["greedy_correct"].setdefault(split, {})[fam] = {"n": len(c), "correct": float(np.mean(c))}
 
     labeler, other = world.make_labelers(8, seed=cfg.labeler_seed)[-2:]   # held-out labelers A and B
     prompts = world.make_split("val", cfg.n_prompts, seed=5)
@@ -94,14 +99,16 @@ def main(argv):
     print(f"\nRM expected accuracy vs held-out labeler {labeler.id}, by pair kind "
           f"({cfg.n_prompts} validation prompts x {cfg.k} SFT samples):")
     print(f"  {'family':10s} {'kind':5s} {'pairs':>6s} {'RM':>6s} {'A vs B':>7s} {'ceiling':>8s}")
-    for kind, v in sorted(stats.items()):
+    stats["all"] = [row for rows in stats.values() for row in rows]
+    for kind, v in sorted(stats.items(), key=lambda kv: kv[0] == "all"):
         v = np.array(v)
-        print(f"  {kind} {len(v):6d} {v[:, 0].mean():6.3f} {v[:, 1].mean():7.3f} {v[:, 2].mean():8.3f}")
-    v = np.array([row for rows in stats.values() for row in rows])
-    print(f"  {'all':16s} {len(v):6d} {v[:, 0].mean():6.3f} {v[:, 1].mean():7.3f} {v[:, 2].mean():8.3f}")
+        print(f"  {kind:16s} {len(v):6d} {v[:, 0].mean():6.3f} {v[:, 1].mean():7.3f} {v[:, 2].mean():8.3f}")
+        res["pair_kinds"][" ".join(kind.split())] = {"n": len(v), "rm": v[:, 0].mean(), "a_vs_b": v[:, 1].mean(),
+                                                     "ceiling": v[:, 2].mean()}
     print("\nFact pairs by the wrong answer's mistake: how often the RM scores the correct answer higher")
     for kind, v in sorted(mistakes.items()):
         print(f"  {kind:40s} {len(v):5d} pairs  {np.mean(v):.3f}")
+        res["fact_pairs_by_mistake"][kind] = {"n": len(v), "rm_prefers_correct": float(np.mean(v))}
 
     # 4. minimal pairs: the greedy answers of table 1 (both splits), where correct, against one edit each
     rng, pairs = random.Random(cfg.seed), []
@@ -111,7 +118,7 @@ def main(argv):
             pairs.append((p, t, edited))
     if not pairs:
         print("\nMinimal pairs: none (no greedy answer was correct, so there is nothing to edit)")
-        return
+        return save(res, cfg.out)
     flat_p = [p.text for p, _, _ in pairs for _ in range(2)]
     flat_t = [tok.encode_response(x) for _, t, e in pairs for x in (t, e)]
     r = rm_scores(rm, tok, flat_p, flat_t, [True] * len(flat_t), -3.0, device).view(-1, 2)
@@ -124,6 +131,16 @@ def main(argv):
             a_right = np.mean([labeler.p_prefer(*pairs[i]) for i in rows])
             print(f"  {fam:10s} {len(rows):4d} pairs  RM {rm_right:.3f}  labeler A {a_right:.3f}  "
                   f"e.g. {pairs[rows[0]][1]!r} vs {pairs[rows[0]][2]!r}")
+            res["minimal_pairs"][fam] = {"n": len(rows), "rm": rm_right, "labeler_a": float(a_right),
+                                         "example": list(pairs[rows[0]][1:])}
+    return save(res, cfg.out)
+
+
+def save(res, path):
+    """Write the tables as JSON (path printed) and return them."""
+    write_json(path, res)
+    print(f"\nwrote {path}")
+    return res
 
 
 def mistake_kind(prompt, wrong):
