@@ -11,6 +11,7 @@ import sys
 import numpy as np
 import pytest
 
+from nanorm import world
 from nanorm.checkpoint import read_jsonl
 from nanorm.experiments.gao import fit_bon, fit_rl, kl_bon, predict
 
@@ -127,13 +128,20 @@ def test_overoptimization_smoke(tmp_path):
 
     # the three analysis experiments run on the same checkpoints and print every row of their tables
     ckpts = [f"--sft_ckpt={tmp_path}/sft/ckpt.pt", f"--rm_ckpt={tmp_path}/rm/ckpt.pt"]
-    out = run("nanorm.experiments.headroom", *ckpts, "--n_prompts=12", "--n=3", module=True)
-    rows = {line.split()[0]: [float(x) for x in line.split()[1:]] for line in out.splitlines()[2:]}
-    assert set(rows) == {"gold", "labelers", "rm", "length"} and all(len(v) == 5 for v in rows.values())
-    assert all(0.0 <= x <= 1.0 for v in rows.values() for x in v)
-    out = run("nanorm.experiments.what_the_rm_sees", *ckpts, "--n_prompts=12", "--k=3", "--n_accuracy_prompts=8",
+    out = run("nanorm.experiments.headroom", *ckpts, "--n_prompts=12", "--n=3", f"--out={tmp_path}/headroom.json",
               module=True)
+    rows = {line.split()[0]: [float(x) for x in line.split()[1:]] for line in out.splitlines()[2:6]}
+    table = json.load(open(tmp_path / "headroom.json"))["win_rate_vs_sft"]      # the same table, as JSON
+    assert set(rows) == set(table) == {"gold", "labelers", "rm", "length"}
+    for judge, printed in rows.items():
+        assert printed == pytest.approx([table[judge][k] for k in ("all", *world.FAMILIES)], abs=5e-4)
+        assert all(0.0 <= x <= 1.0 for x in printed)
+    out = run("nanorm.experiments.what_the_rm_sees", *ckpts, "--n_prompts=12", "--k=3", "--n_accuracy_prompts=8",
+              f"--out={tmp_path}/seen.json", module=True)
     assert "ceiling" in out and "\n  all " in out
+    seen = json.load(open(tmp_path / "seen.json"))
+    assert set(seen["greedy_correct"]) == {"train", "test"} and "all" in seen["pair_kinds"]
+    assert sum(v["n"] for k, v in seen["pair_kinds"].items() if k != "all") == seen["pair_kinds"]["all"]["n"]
     out = run("nanorm.experiments.contrast_pairs", f"--comparisons={tmp_path}/rm/comparisons.jsonl",
               f"--sft_ckpt={tmp_path}/sft/ckpt.pt", f"--out_dir={tmp_path}/contrast", "--train=false", module=True)
     rankings = read_jsonl(tmp_path / "contrast" / "rankings" / "train_comparisons.jsonl")

@@ -112,15 +112,12 @@ def model_config(name, vocab_size):
     return GPTConfig(vocab_size=vocab_size, **sizes[name])
 
 
-def sft_examples(tok, n_prompts, demos_per_prompt=2, max_response_tokens=48, seed=0):
-    """(prompt ids, response ids + EOS) pairs built as train_sft.py builds them (its code runs on import)."""
+def sft_examples(tok, n_prompts, demos_per_prompt=2, seed=0):
+    """(prompt ids, response ids + EOS) pairs made by train_sft.py's own make_examples (family balancing
+    included), from the first n_prompts training prompts."""
     import random
 
-    from nanorm import world
-    rng = random.Random(seed)
-    examples = []
-    for p in world.make_split("train", n_prompts, seed=seed):
-        for _ in range(demos_per_prompt):
-            response = tok.encode_response(world.demonstration(p, rng))[:max_response_tokens]
-            examples.append((tok.encode_prompt(p.text), response))
-    return examples
+    from nanorm import stages, world
+    cfg = stages.config("sft", demos_per_prompt=demos_per_prompt, seed=seed)
+    prompts = world.make_split("train", n_prompts, seed=seed)
+    return stages.module("sft").make_examples(prompts, tok, random.Random(seed), cfg)

@@ -147,7 +147,7 @@ def main(argv=None):
     flags = parse_config(TrainStepConfig, sys.argv[1:] if argv is None else argv)
     device = setup(flags)
     tok = load_tokenizer()
-    examples = sft_examples(tok, flags.data_prompts)
+    examples = sft_examples(tok, flags.data_prompts)   # train_sft.py's own make_examples
     # the peak, measured before and after the steps (the machine may be shared): the larger of the two
     dtypes = flags.dtypes.split(",")
     peaks = {d: matmul_peak(device, getattr(torch, d), flags.peak_n) for d in dtypes}
