@@ -49,7 +49,7 @@ from nanorm import world
 from nanorm.checkpoint import MetricsLog, save_checkpoint, tokenizer_info, write_json
 from nanorm.config import autocast, parse_config, start
 from nanorm.dpo import batch_logprobs, encode_comparison, kwise_dpo_loss, pack_kwise, reference_logprobs
-from nanorm.evaluate import compare_on_test, load_policy, load_reward_model, rm_scores, validation_point, win_rate
+from nanorm.evaluate import compare_on_test, load_policy, load_policy_ref_rm, rm_scores, validation_point, win_rate
 from nanorm.prefdata import load_comparisons
 from nanorm.report import print_dpo_as_reward_model, print_footer, print_policy_table, print_validation_point
 from nanorm.reward import pairwise_accuracy
@@ -123,11 +123,7 @@ def main(cfg):
 
     # 1. Models: the policy (from SFT), the frozen SFT reference, and the frozen RM (only to report proxy)
     tok = load_tokenizer(cfg.tokenizer)
-    policy, sft_ckpt = load_policy(cfg.sft_ckpt, tok, device, kinds="sft")
-    ref, _ = load_policy(cfg.sft_ckpt, tok, device, kinds="sft")
-    rm, _ = load_reward_model(os.path.join(cfg.rm_dir, "ckpt.pt"), tok, device)   # the normalised RM
-    for p in list(ref.parameters()) + list(rm.parameters()):
-        p.requires_grad_(False)
+    policy, ref, rm, sft_ckpt = load_policy_ref_rm(cfg.sft_ckpt, os.path.join(cfg.rm_dir, "ckpt.pt"), tok, device)
     print(f"policy {policy.num_params() / 1e6:.2f}M params, from {cfg.sft_ckpt}; reference: a frozen copy")
 
     # 2. Data: the rankings train_rm.py collected (same prompts, same labelers), and its held-out rankings

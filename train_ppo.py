@@ -56,7 +56,7 @@ from nanorm.checkpoint import (MetricsLog, random_streams, resume_run, save_chec
                               write_json)
 from nanorm.config import autocast, parse_config, start
 from nanorm.data import join_prompt_response, response_logprobs, response_mask_from
-from nanorm.evaluate import compare_on_test, load_policy, load_reward_model, validation_point
+from nanorm.evaluate import compare_on_test, load_policy_ref_rm, validation_point
 from nanorm.model import ScalarHeadModel
 from nanorm.ppo import (AdaptiveKLController, FixedKLController, entropy_from_logits, explained_variance, gae,
                         kl_penalized_rewards, masked_mean, ppo_policy_loss, ppo_value_loss, whiten)
@@ -120,13 +120,9 @@ def main(cfg):
 
     # Models: the policy (from SFT), the frozen SFT reference, the frozen RM, and the critic (from the RM)
     tok = load_tokenizer(cfg.tokenizer)
-    policy, sft_ckpt = load_policy(cfg.sft_ckpt, tok, device, kinds="sft")
-    ref, _ = load_policy(cfg.sft_ckpt, tok, device, kinds="sft")
-    rm, _ = load_reward_model(cfg.rm_ckpt, tok, device)          # outputs the normalised reward
+    policy, ref, rm, sft_ckpt = load_policy_ref_rm(cfg.sft_ckpt, cfg.rm_ckpt, tok, device)   # rm: normalised
     critic = ScalarHeadModel(rm.cfg).to(device)
     critic.load_state_dict(rm.state_dict())                               # V(s_t) starts as the RM's opinion
-    for p in list(ref.parameters()) + list(rm.parameters()):
-        p.requires_grad_(False)
     policy_opt = torch.optim.Adam(policy.parameters(), lr=cfg.lr, eps=1e-5)
     critic_opt = torch.optim.Adam(critic.parameters(), lr=cfg.critic_lr, eps=1e-5)
     kl_ctl = (AdaptiveKLController(cfg.beta, cfg.kl_target, cfg.kl_horizon) if cfg.kl_ctl == "adaptive"

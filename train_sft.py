@@ -107,8 +107,8 @@ def val_loss(model, examples, pad_id, device, dtype):
     """Response-token loss over the whole validation set."""
     model.eval()
     total, count = 0.0, 0
-    for start in range(0, len(examples), 256):
-        prompts, responses = zip(*examples[start:start + 256])
+    for first in range(0, len(examples), 256):
+        prompts, responses = zip(*examples[first:first + 256])
         tokens, _, response_mask = pack_sequences(prompts, responses, pad_id, device)
         inputs, targets, loss_mask = shift_for_next_token(tokens, response_mask)
         with autocast(device, dtype):

@@ -32,6 +32,17 @@ def load_policy(path, tok, device, kinds=("sft", "ppo", "dpo")):
     return model.eval(), ckpt
 
 
+def load_policy_ref_rm(sft_path, rm_path, tok, device):
+    """What PPO and DPO start from: the policy (a trainable copy of the SFT model), the frozen SFT
+    reference pi_ref and the frozen, normalised reward model. Returns (policy, ref, rm, the SFT checkpoint)."""
+    policy, sft_ckpt = load_policy(sft_path, tok, device, kinds="sft")
+    ref, _ = load_policy(sft_path, tok, device, kinds="sft")
+    rm, _ = load_reward_model(rm_path, tok, device)
+    for p in list(ref.parameters()) + list(rm.parameters()):
+        p.requires_grad_(False)
+    return policy, ref, rm, sft_ckpt
+
+
 def load_reward_model(path, tok, device):
     """The RM with its normalisation (gain * r + bias) folded into the scalar head, so it outputs the
     normalised reward directly: SFT samples score mean 0, std 1."""

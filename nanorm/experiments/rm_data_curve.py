@@ -48,7 +48,7 @@ def main(argv):
             out = os.path.join(cfg.out_dir, f"{init}_{n}")
             flags = {**base, "data": cfg.comparisons, "sft_ckpt": cfg.sft_ckpt, "n_prompts": n, "init": init,
                      "out_dir": out, "threads": cfg.threads}
-            print(f"train_rm.py " + " ".join(f"--{k}={flags[k]}" for k in ("data", "n_prompts", "init", "out_dir")),
+            print("train_rm.py " + " ".join(f"--{k}={flags[k]}" for k in ("data", "n_prompts", "init", "out_dir")),
                   flush=True)
             ev = stages.run("rm", **flags)
             row = {"init": init, "n_prompts": ev["n_train_prompts"], "n_pairs": ev["n_train_pairs"],
