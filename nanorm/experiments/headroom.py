@@ -16,8 +16,15 @@ gold minus labelers is what the labelers' biases cost; labelers minus rm is what
 to learn from them. Lesson 05 reads the table.
 
     python -m nanorm.experiments.headroom          # after train_sft.py and train_rm.py, ~40 seconds
+    python -m nanorm.experiments.headroom --candidates=demonstrations    # no model, a few seconds
+
+--candidates=demonstrations draws the n candidates and the baseline from the world's own demonstrations
+(what a perfect SFT model would write; the limit a bigger SFT model approaches) instead of SFT samples.
+It needs no checkpoint, so it has no rm judge, and it is the quick dial for calibrating the labelers:
+how much of gold's headroom over a random pick does a perfect model of these labelers keep?
 """
 
+import random
 import sys
 from dataclasses import asdict, dataclass
 
@@ -47,6 +54,7 @@ class HeadroomConfig:
     seed: int = 0
     threads: int = 0              # torch CPU threads; 0 = torch's default
     device: str = "cpu"
+    candidates: str = "sft"       # sft: samples of the SFT model | demonstrations: the world's own (no model)
     out: str = "out/experiments/headroom.json"   # the table, as JSON
 
 
@@ -79,27 +87,43 @@ def win_rates(prompts, candidates, cand_finished, baseline, base_finished, label
 
 def main(argv):
     cfg = parse_config(HeadroomConfig, argv)
-    device, tok, sft, rm = load_sft_and_rm(cfg)
+    if cfg.candidates not in ("sft", "demonstrations"):
+        raise SystemExit(f"error: --candidates={cfg.candidates}: expected sft or demonstrations")
     labelers = world.make_labelers(cfg.n_labelers, seed=cfg.labeler_seed)[:-2]   # the training labelers
-
     prompts = world.make_split("test", cfg.n_prompts, seed=cfg.seed)
-    n = cfg.n + 1   # per prompt: the baseline SFT sample, then the n candidates
-    flat = [p.text for p in prompts for _ in range(n)]
-    texts, finished, token_lists = sample_responses(sft, tok, flat, 48, device=device,
-                                                    generator=torch.Generator(device).manual_seed(cfg.seed))
-    scores = rm_scores(rm, tok, flat, token_lists, finished, -3.0, device).tolist()
+    n = cfg.n + 1   # per prompt: the baseline response, then the n candidates
+    flat = [p for p in prompts for _ in range(n)]
+    if cfg.candidates == "sft":
+        device, tok, sft, rm = load_sft_and_rm(cfg)
+        texts, finished, token_lists = sample_responses(sft, tok, [p.text for p in flat], 48, device=device,
+                                                        generator=torch.Generator(device).manual_seed(cfg.seed))
+        scores = rm_scores(rm, tok, [p.text for p in flat], token_lists, finished, -3.0, device).tolist()
+        judges = JUDGES
+    else:   # what a perfect SFT model would write: no model, no RM judge
+        rng = random.Random(cfg.seed)
+        texts, finished = [world.demonstration(p, rng) for p in flat], [True] * len(flat)
+        scores, judges = [0.0] * len(flat), tuple(j for j in JUDGES if j != "rm")
     cands = [slice(i * n + 1, (i + 1) * n) for i in range(len(prompts))]   # prompt i's n candidates
     wins = win_rates(prompts, [texts[c] for c in cands], [finished[c] for c in cands], texts[::n], finished[::n],
                      labelers, [scores[c] for c in cands])
+    # a random pick among the candidates (the first one: they are independent draws) is the chance level
+    wins["random"] = [world.gold_compare(p, texts[c][0], texts[i * n], finished[c][0], finished[i * n])
+                      for i, (p, c) in enumerate(zip(prompts, cands))]
+    judges = (*judges, "random")
 
-    print(f"best-of-{cfg.n} of SFT samples, picked by each judge; gold win rate of the pick against one more "
-          f"SFT sample ({len(prompts)} test prompts, ties half):")
+    what = "SFT samples" if cfg.candidates == "sft" else "demonstrations"
+    print(f"best-of-{cfg.n} of {what}, picked by each judge; gold win rate of the pick against one more "
+          f"({len(prompts)} test prompts, ties half):")
     print(f"  {'judge':9s} {'all':>6s} " + " ".join(f"{f:>10s}" for f in world.FAMILIES))
     res = {"config": asdict(cfg), "n_prompts": len(prompts), "win_rate_vs_sft": {}}
-    for j in JUDGES:
+    for j in judges:
         per = [float(np.mean([w for w, p in zip(wins[j], prompts) if p.family == f])) for f in world.FAMILIES]
         print(f"  {j:9s} {np.mean(wins[j]):6.3f} " + " ".join(f"{v:10.3f}" for v in per))
         res["win_rate_vs_sft"][j] = {"all": float(np.mean(wins[j])), **dict(zip(world.FAMILIES, per))}
+    wr = res["win_rate_vs_sft"]
+    res["labelers_share_of_gold_headroom"] = ((wr["labelers"]["all"] - 0.5) / (wr["gold"]["all"] - 0.5)
+                                              if wr["gold"]["all"] > 0.5 else None)   # (L - 0.5) / (G - 0.5)
+    print(f"  the labelers keep (L - 0.5) / (G - 0.5) = {res['labelers_share_of_gold_headroom']:.2f} of gold's headroom")
     write_json(cfg.out, res)
     print(f"wrote {cfg.out}")
     return res
