@@ -106,5 +106,6 @@ def test_citation_pattern(text, expected):
 
 def test_symbol_table_on_a_script():
     names = symbols(os.path.join(ROOT, "train_sft.py"))
-    assert {"SFTConfig", "SFTConfig.max_iters", "get_batch", "cfg", "model"} <= names
+    assert {"SFTConfig", "SFTConfig.max_iters", "make_examples", "get_batch", "main"} <= names
     assert "GPT" not in names                                   # imported, not defined here
+    assert not {"cfg", "model", "optimizer"} & names            # local to main: a lesson cites `train_sft.py::main`
