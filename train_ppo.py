@@ -42,9 +42,7 @@ RLHF with PPO" (Huang et al. 2023, the lm-human-preferences recipe), and why:
     beta 0.05 or less gold already peaks and falls within 60 iterations (lessons 05 and 06 show the sweep).
 """
 
-import os
 import random
-import sys
 import time
 from dataclasses import asdict, dataclass
 
@@ -52,17 +50,19 @@ import numpy as np
 import torch
 
 from nanorm import world
-from nanorm.checkpoint import (MetricsLog, random_streams, resume_run, save_checkpoint, tokenizer_info,
+from nanorm.checkpoint import (OutDir, random_streams, resume_run, resumed_rows, save_checkpoint, tokenizer_info,
                               write_json)
-from nanorm.config import autocast, parse_config, start
+from nanorm.config import (above, at_least, at_most_prompts, autocast, check_system, cli, one_of, require, start,
+                           warn_if)
 from nanorm.data import join_prompt_response, response_logprobs, response_mask_from
-from nanorm.evaluate import compare_on_test, load_policy, load_reward_model, validation_point
+from nanorm.evaluate import (check_block_size, check_same_sft, compare_on_test, load_policy, load_reward_model,
+                             validation_point)
 from nanorm.model import ScalarHeadModel
 from nanorm.ppo import (AdaptiveKLController, FixedKLController, entropy_from_logits, explained_variance, gae,
                         kl_penalized_rewards, masked_mean, ppo_policy_loss, ppo_value_loss, whiten)
 from nanorm.report import print_footer, print_policy_table, print_samples, print_validation_point
 from nanorm.tokenizer import DEFAULT_RANKS, load_tokenizer
-from nanorm.training import progress
+from nanorm.training import progress, stop_if_not_finite
 
 
 @dataclass
@@ -109,9 +109,21 @@ class PPOConfig:
     threads: int = 0
 
     def check(self):
-        assert self.batch_size % self.minibatch_size == 0, "batch_size must be divisible by minibatch_size"
-        assert self.kl_ctl in ("fixed", "adaptive"), "--kl_ctl must be fixed or adaptive"
-        assert self.temperature > 0, "--temperature must be > 0"
+        check_system(self)
+        at_least(self, 1, "batch_size", "max_response_tokens", "kl_horizon", "ppo_epochs", "minibatch_size",
+                 "eval_interval", "n_eval_prompts", "sample_interval", "n_test_prompts")
+        at_least(self, 0, "n_iters", "beta", "lr", "critic_lr", "target_kl", "best_of")
+        above(self, 0, "temperature", "kl_target", "clip_eps", "vf_clip", "grad_clip")
+        one_of(self, "kl_ctl", ("fixed", "adaptive"))
+        require(self, "gamma", 0 <= self.gamma <= 1, "must be in [0, 1]")
+        require(self, "lam", 0 <= self.lam <= 1, "must be in [0, 1]")
+        require(self, "minibatch_size", self.batch_size % self.minibatch_size == 0,
+                f"must divide --batch_size={self.batch_size}")
+        at_most_prompts(self, "train", "batch_size")
+        at_most_prompts(self, "val", "n_eval_prompts")
+        at_most_prompts(self, "test", "n_test_prompts")
+        warn_if(self, "n_iters", self.n_iters == 0, "nothing is trained; the checkpoint is the SFT policy")
+        warn_if(self, "lr", self.lr == 0 < self.n_iters, "the policy is not trained (only the critic)")
 
 
 def main(cfg):
@@ -122,7 +134,8 @@ def main(cfg):
     tok = load_tokenizer(cfg.tokenizer)
     policy, sft_ckpt = load_policy(cfg.sft_ckpt, tok, device, kinds="sft")
     ref, _ = load_policy(cfg.sft_ckpt, tok, device, kinds="sft")
-    rm, _ = load_reward_model(cfg.rm_ckpt, tok, device)          # outputs the normalised reward
+    rm, rm_ckpt = load_reward_model(cfg.rm_ckpt, tok, device)    # outputs the normalised reward
+    check_same_sft(cfg.rm_ckpt, rm_ckpt, cfg.sft_ckpt, sft_ckpt)
     critic = ScalarHeadModel(rm.cfg).to(device)
     critic.load_state_dict(rm.state_dict())                               # V(s_t) starts as the RM's opinion
     for p in list(ref.parameters()) + list(rm.parameters()):
@@ -134,14 +147,18 @@ def main(cfg):
     print(f"policy {policy.num_params() / 1e6:.2f}M params; critic from RM {cfg.rm_ckpt}")
     train_prompts = world.make_split("train", seed=cfg.seed)
     eval_prompts = world.make_split("val", cfg.n_eval_prompts, seed=cfg.seed)
+    test_prompts = world.make_split("test", cfg.n_test_prompts, seed=cfg.seed)
+    check_block_size(tok, train_prompts + eval_prompts + test_prompts, cfg.max_response_tokens, "max_response_tokens",
+                     (cfg.sft_ckpt, policy.cfg), (cfg.rm_ckpt, rm.cfg))
     rng = random.Random(cfg.seed)                                   # which prompts each rollout draws
     gen = torch.Generator(device=device).manual_seed(cfg.seed)      # the rollouts' samples
     start_iter = 0
     if cfg.resume:   # continue exactly: weights, optimizers, beta and the rollouts' random streams
         state = resume_run(cfg.resume, "ppo", tok, cfg.n_iters, {"state_dict": policy, "critic_state_dict": critic,
-                           "policy_opt": policy_opt, "critic_opt": critic_opt}, rng, gen)
+                           "policy_opt": policy_opt, "critic_opt": critic_opt}, rng, gen, (cfg.sft_ckpt, sft_ckpt))
         kl_ctl.beta, start_iter = state["beta"], state["step"]
-    log = MetricsLog(os.path.join(cfg.out_dir, "metrics.jsonl"), fresh=not cfg.resume)
+    out = OutDir(cfg.out_dir)   # every file is written beside its final name until out.commit()
+    log = out.metrics(resumed_rows(cfg.resume, start_iter, "iter") if cfg.resume else ())   # --resume: its history
 
     # The PPO loop
     pbar = progress(cfg.n_iters - start_iter, "ppo")
@@ -191,10 +208,13 @@ def main(cfg):
                 policy_opt.zero_grad(set_to_none=True)
                 critic_opt.zero_grad(set_to_none=True)
                 (pg_loss + vf_loss).backward()     # separate networks: each loss reaches only its own
-                torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.grad_clip)
-                torch.nn.utils.clip_grad_norm_(critic.parameters(), cfg.grad_clip)
+                policy_norm = torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.grad_clip)
+                critic_norm = torch.nn.utils.clip_grad_norm_(critic.parameters(), cfg.grad_clip)
                 policy_opt.step()
                 critic_opt.step()
+                stop_if_not_finite(f"ppo iteration {it + 1}", f"lower --lr (now {cfg.lr:g}) or --critic_lr "
+                                   f"(now {cfg.critic_lr:g})", reward=score, pg_loss=pg_loss, vf_loss=vf_loss,
+                                   policy_grad_norm=policy_norm, critic_grad_norm=critic_norm)
                 with torch.no_grad():
                     entropy = masked_mean(entropy_from_logits(logits), response_mask[mb]).item()
                 for k, v in {"pg_loss": pg_loss.item(), "vf_loss": vf_loss.item(), "entropy": entropy,
@@ -232,19 +252,19 @@ def main(cfg):
             "critic_state_dict": critic.state_dict(), "policy_opt": policy_opt.state_dict(),
             "critic_opt": critic_opt.state_dict(), "beta": kl_ctl.beta, "config": asdict(cfg), "step": cfg.n_iters,
             "tokenizer": tokenizer_info(tok), "sft_config": sft_ckpt["config"], **random_streams(rng, gen)}
-    save_checkpoint(os.path.join(cfg.out_dir, "ckpt.pt"), ckpt)
-    print(f"saved {cfg.out_dir}/ckpt.pt after {train_time:.0f}s")
+    save_checkpoint(out.path("ckpt.pt"), ckpt)
 
     # Final evaluation on held-out TEST prompts: did the policy truly get better (gold), or only the proxy?
-    test_prompts = world.make_split("test", cfg.n_test_prompts, seed=cfg.seed)
     summaries, _ = compare_on_test({"ppo": policy}, ref, rm, tok, test_prompts, cfg, device, best_of=cfg.best_of)
     report = {"n_test_prompts": len(test_prompts), **summaries, "train_seconds": round(train_time, 1),
               "total_seconds": round(time.time() - t_start, 1)}
-    write_json(os.path.join(cfg.out_dir, "eval.json"), report)
+    write_json(out.path("eval.json"), report)
+    out.commit()   # ckpt.pt, metrics.jsonl and eval.json, all three into place
+    print(f"saved {cfg.out_dir}/ckpt.pt after {train_time:.0f}s of training")
     print_policy_table(summaries, len(test_prompts))
     print_footer(device, report["total_seconds"])
     return report
 
 
 if __name__ == "__main__":
-    main(parse_config(PPOConfig, sys.argv[1:]))
+    cli(main, PPOConfig)

@@ -44,6 +44,32 @@ def load_reward_model(path, tok, device):
     return rm.eval(), ckpt
 
 
+def check_block_size(tok, prompts, max_new, flag, *models):
+    """Stop with one line unless the longest of these (world) prompts plus max_new sampled tokens fits the
+    block of every model; models are (checkpoint path, GPTConfig) pairs."""
+    longest = max(len(tok.encode_prompt(p.text)) for p in prompts)
+    for path, model_cfg in models:
+        if longest + max_new > model_cfg.block_size:
+            raise SystemExit(f"error: --{flag}={max_new}: the longest prompt ({longest} tokens) + {max_new} tokens "
+                             f"exceed block_size={model_cfg.block_size} of {path}; lower --{flag} to "
+                             f"{model_cfg.block_size - longest} or train SFT with --block_size={longest + max_new}")
+
+
+def check_same_sft(rm_path, rm_ckpt, sft_path, sft_ckpt):
+    """A reward model is only good for the SFT model it was trained on (it ranked that model's samples,
+    and its normalisation is theirs): stop with one line naming both checkpoints if sft_ckpt is another.
+    Settings that do not change the weights (where it was saved, the device, threads) are not compared."""
+    if "sft_config" not in rm_ckpt:   # an RM checkpoint from before it recorded its SFT model
+        return
+    ignore = {"out_dir", "device", "threads"}
+    theirs, ours = rm_ckpt["sft_config"], sft_ckpt["config"]
+    diff = sorted(k for k in set(theirs) | set(ours) if k not in ignore and theirs.get(k) != ours.get(k))
+    if diff:
+        raise SystemExit(f"error: {rm_path} was trained on another SFT model than {sft_path} "
+                         f"({', '.join(f'{k}={theirs.get(k)!r} vs {ours.get(k)!r}' for k in diff[:3])}); "
+                         f"train the RM on this one, or pass the SFT checkpoint it was trained on")
+
+
 def _batches(n, size):
     return [slice(i, min(n, i + size)) for i in range(0, n, size)]
 
