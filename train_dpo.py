@@ -38,7 +38,6 @@ Choices the paper leaves open, and what is done here:
 import math
 import os
 import random
-import sys
 import time
 from dataclasses import asdict, dataclass
 
@@ -46,15 +45,16 @@ import numpy as np
 import torch
 
 from nanorm import world
-from nanorm.checkpoint import MetricsLog, save_checkpoint, tokenizer_info, write_json
-from nanorm.config import autocast, parse_config, start
+from nanorm.checkpoint import OutDir, save_checkpoint, tokenizer_info, write_json
+from nanorm.config import above, at_least, at_most_prompts, autocast, check_system, cli, start, warn_if
 from nanorm.dpo import batch_logprobs, encode_comparison, kwise_dpo_loss, pack_kwise, reference_logprobs
-from nanorm.evaluate import compare_on_test, load_policy, load_policy_ref_rm, rm_scores, validation_point, win_rate
+from nanorm.evaluate import (check_block_size, compare_on_test, load_policy, load_policy_ref_rm, rm_scores,
+                             validation_point, win_rate)
 from nanorm.prefdata import load_comparisons
 from nanorm.report import print_dpo_as_reward_model, print_footer, print_policy_table, print_validation_point
 from nanorm.reward import pairwise_accuracy
 from nanorm.tokenizer import DEFAULT_RANKS, load_tokenizer
-from nanorm.training import lr_at, progress, set_lr
+from nanorm.training import lr_at, progress, set_lr, stop_if_not_finite
 
 
 @dataclass
@@ -89,9 +89,14 @@ class DPOConfig:
     threads: int = 0
 
     def check(self):
-        assert self.beta > 0, "--beta must be > 0"
-        assert self.prompts_per_batch > 0 and self.epochs >= 0 and self.eval_interval > 0
-        assert self.temperature > 0, "--temperature must be > 0"
+        check_system(self)
+        at_least(self, 1, "max_response_tokens", "prompts_per_batch", "eval_interval", "n_eval_prompts",
+                 "n_test_prompts")
+        at_least(self, 0, "n_prompts", "epochs", "lr", "warmup_steps", "weight_decay")
+        above(self, 0, "beta", "grad_clip", "temperature")
+        at_most_prompts(self, n_eval_prompts="val", n_test_prompts="test")
+        warn_if(self, "epochs", self.epochs == 0, "nothing is trained; the checkpoint is the SFT policy")
+        warn_if(self, "lr", self.lr == 0 < self.epochs, "nothing is trained; the checkpoint is the SFT policy")
 
 
 @torch.no_grad()
@@ -149,7 +154,10 @@ def main(cfg):
     max_steps = math.ceil(len(examples) / cfg.prompts_per_batch) * cfg.epochs
     optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     eval_prompts = world.make_split("val", cfg.n_eval_prompts, seed=cfg.seed)
-    log = MetricsLog(os.path.join(cfg.out_dir, "metrics.jsonl"))
+    test_prompts = world.make_split("test", cfg.n_test_prompts, seed=cfg.seed)
+    check_block_size(tok, eval_prompts + test_prompts, cfg.max_response_tokens, (cfg.sft_ckpt, policy.cfg))   # RM: same
+    out = OutDir(cfg.out_dir)   # every file is written beside its final name until out.commit()
+    log = out.metrics()
 
     def run_eval(step):
         """Validation prompts: gold, KL to SFT, length, sycophancy; and the held-out implicit accuracy."""
@@ -186,6 +194,8 @@ def main(cfg):
             record = {"step": step, "epoch": epoch, "loss": loss.item(), "lr": lr, "grad_norm": grad_norm.item(),
                       "margin": stats["reward_margin"], "acc": stats["reward_accuracy"],
                       "rewards_chosen": stats["rewards_chosen"], "rewards_rejected": stats["rewards_rejected"]}
+            stop_if_not_finite(f"dpo step {step}", f"lower --lr (now {cfg.lr:g})", loss=loss, grad_norm=grad_norm,
+                               rewards_chosen=stats["rewards_chosen"], rewards_rejected=stats["rewards_rejected"])
             if step % cfg.eval_interval == 0 or step == max_steps:
                 record["eval"] = run_eval(step)
             pbar.set_postfix(loss=f"{loss.item():.3f}", margin=f"{stats['reward_margin']:+.2f}",
@@ -197,12 +207,10 @@ def main(cfg):
     # 5. Save: a policy checkpoint like SFT's and PPO's (nanorm/evaluate.py::load_policy reads all three)
     ckpt = {"kind": "dpo", "model_config": asdict(policy.cfg), "state_dict": policy.state_dict(),
             "config": asdict(cfg), "step": step, "tokenizer": tokenizer_info(tok), "sft_config": sft_ckpt["config"]}
-    save_checkpoint(os.path.join(cfg.out_dir, "ckpt.pt"), ckpt)
-    print(f"saved {cfg.out_dir}/ckpt.pt after {train_time:.0f}s")
+    save_checkpoint(out.path("ckpt.pt"), ckpt)
 
     # 6. Evaluation on held-out TEST prompts: DPO beside SFT and PPO, judged by gold; and DPO's implicit
     #    reward judged as a reward model, beside the RM, on the RM's held-out comparisons
-    test_prompts = world.make_split("test", cfg.n_test_prompts, seed=cfg.seed)
     policies = {"dpo": policy}
     if os.path.exists(cfg.ppo_ckpt):
         policies["ppo"] = load_policy(cfg.ppo_ckpt, tok, device, kinds="ppo")[0]
@@ -229,7 +237,9 @@ def main(cfg):
                            "gold_dpo": round(d["gold"], 3)}
                           for p, s, d in list(zip(test_prompts, rows["sft"], rows["dpo"]))[:20]],
               "train_seconds": round(train_time, 1), "total_seconds": round(time.time() - t_start, 1)}
-    write_json(os.path.join(cfg.out_dir, "eval.json"), report)
+    write_json(out.path("eval.json"), report)
+    out.commit()   # ckpt.pt, metrics.jsonl and eval.json, all three into place
+    print(f"saved {cfg.out_dir}/ckpt.pt after {train_time:.0f}s of training")
     print_policy_table({k: summaries[k] for k in ("sft", "ppo", "dpo") if k in summaries}, len(test_prompts))
     print_dpo_as_reward_model(report)
     print_footer(device, report["total_seconds"])
@@ -237,4 +247,4 @@ def main(cfg):
 
 
 if __name__ == "__main__":
-    main(parse_config(DPOConfig, sys.argv[1:]))
+    cli(main, DPOConfig)

@@ -13,38 +13,31 @@ Each iteration runs six numbered steps:
     python train_ppo.py                       # default: ~3 minutes on a 2-core CPU
     python train_ppo.py --beta=0              # no KL penalty: watch the policy hack the RM
     python train_ppo.py --kl_ctl=adaptive --kl_target=4
-    python train_ppo.py --resume=out/ppo/ckpt.pt --n_iters=80    # continue a run
+    python train_ppo.py --resume=out/ppo/ckpt.pt --n_iters=80    # continue a run, exactly
+    from Python: import train_ppo; report = train_ppo.main(train_ppo.PPOConfig(beta=0.02))
 
-From Python: `import train_ppo; report = train_ppo.main(train_ppo.PPOConfig(beta=0.02))`.
-
-Reads  : out/sft/ckpt.pt, out/rm/ckpt.pt
+Reads  : out/sft/ckpt.pt, out/rm/ckpt.pt (lesson: lessons/05-ppo.md)
 Writes : out/ppo/ckpt.pt (policy, critic, optimizers, KL coefficient, random streams), metrics.jsonl, eval.json
-Lesson : lessons/05-ppo.md
 
 Where this departs from InstructGPT (Ouyang et al. 2022) and from "The N implementation details of
 RLHF with PPO" (Huang et al. 2023, the lm-human-preferences recipe), and why:
   - Tiny scale: a ~1M-parameter GPT trained from scratch on a simulated world, a few thousand rollouts
     instead of ~256k episodes: to see the mechanics and the failure modes in minutes on a laptop.
   - No pretraining-mix term (InstructGPT's "PPO-ptx"): there is no pretraining corpus here.
-  - A response that hits the length limit without EOS gets a fixed penalty (--truncation_penalty)
-    instead of the RM score. The recipe does the same for responses without an end token; InstructGPT
-    does not say. Without it the policy can learn to ramble past the limit.
-  - The critic is a separate trunk initialised from the RM (as InstructGPT and Stiennon et al. do) with
-    the RM's normalisation folded into its head; the recipe initialises the value head at zero on top
-    of the policy's trunk in some variants.
+  - A response that hits the length limit without EOS gets a fixed penalty (--truncation_penalty), not
+    the RM score, as in the recipe (InstructGPT does not say): else the policy learns to ramble.
+  - The critic is a separate trunk initialised from the RM (InstructGPT, Stiennon et al.), its head
+    holding the RM's normalisation; some recipe variants put a zero-initialised head on the policy.
   - The value after the last token is 0, also for truncated responses (no bootstrapping), gamma = 1.
-  - The RM is normalised once, after RM training, on SFT samples (mean 0, std 1), as the recipe does;
-    reward whitening per batch is optional (--whiten_rewards), off by default.
-  - Sampling temperature (default 1.0) is applied to the logits for EVERY log-prob (policy, reference,
-    PPO ratio), so the KL is that of the distributions actually sampled; the recipe fixed this bug too.
+  - The RM is normalised once on SFT samples (mean 0, std 1), as in the recipe; per-batch reward
+    whitening is optional (--whiten_rewards). The sampling temperature divides the logits of EVERY
+    log-prob (policy, reference, ratio): the KL is that of what was sampled (the recipe's bug fix).
   - Adam without the recipe's epsilon/learning-rate annealing; one minibatch size for both nets.
   - beta = 0.2 by default, ten times InstructGPT's 0.02: this RM cannot check most claims, and with
     beta 0.05 or less gold already peaks and falls within 60 iterations (lessons 05 and 06 show the sweep).
 """
 
-import os
 import random
-import sys
 import time
 from dataclasses import asdict, dataclass
 
@@ -52,17 +45,18 @@ import numpy as np
 import torch
 
 from nanorm import world
-from nanorm.checkpoint import (MetricsLog, random_streams, resume_run, save_checkpoint, tokenizer_info,
+from nanorm.checkpoint import (OutDir, random_streams, resume_run, resumed_rows, save_checkpoint, tokenizer_info,
                               write_json)
-from nanorm.config import autocast, parse_config, start
+from nanorm.config import (above, at_least, at_most_prompts, autocast, check_system, cli, one_of, require, start,
+                           warn_if, within)
 from nanorm.data import join_prompt_response, response_logprobs, response_mask_from
-from nanorm.evaluate import compare_on_test, load_policy_ref_rm, validation_point
+from nanorm.evaluate import check_block_size, compare_on_test, load_policy_ref_rm, validation_point
 from nanorm.model import ScalarHeadModel
-from nanorm.ppo import (AdaptiveKLController, FixedKLController, entropy_from_logits, explained_variance, gae,
-                        kl_penalized_rewards, masked_mean, ppo_policy_loss, ppo_value_loss, whiten)
+from nanorm.ppo import (entropy_from_logits, explained_variance, gae, kl_controller, kl_penalized_rewards, masked_mean,
+                        ppo_policy_loss, ppo_value_loss, whiten)
 from nanorm.report import print_footer, print_policy_table, print_samples, print_validation_point
 from nanorm.tokenizer import DEFAULT_RANKS, load_tokenizer
-from nanorm.training import progress
+from nanorm.training import progress, stop_if_not_finite
 
 
 @dataclass
@@ -109,9 +103,18 @@ class PPOConfig:
     threads: int = 0
 
     def check(self):
-        assert self.batch_size % self.minibatch_size == 0, "batch_size must be divisible by minibatch_size"
-        assert self.kl_ctl in ("fixed", "adaptive"), "--kl_ctl must be fixed or adaptive"
-        assert self.temperature > 0, "--temperature must be > 0"
+        check_system(self)
+        at_least(self, 1, "batch_size", "max_response_tokens", "kl_horizon", "ppo_epochs", "minibatch_size",
+                 "eval_interval", "n_eval_prompts", "sample_interval", "n_test_prompts")
+        at_least(self, 0, "n_iters", "beta", "lr", "critic_lr", "target_kl", "best_of")
+        above(self, 0, "temperature", "kl_target", "clip_eps", "vf_clip", "grad_clip")
+        one_of(self, "kl_ctl", ("fixed", "adaptive"))
+        within(self, 0, 1, "gamma", "lam")
+        require(self, "minibatch_size", self.batch_size % self.minibatch_size == 0,
+                f"must divide --batch_size={self.batch_size}")
+        at_most_prompts(self, batch_size="train", n_eval_prompts="val", n_test_prompts="test")
+        warn_if(self, "n_iters", self.n_iters == 0, "nothing is trained; the checkpoint is the SFT policy")
+        warn_if(self, "lr", self.lr == 0 < self.n_iters, "the policy is not trained (only the critic)")
 
 
 def main(cfg):
@@ -125,19 +128,20 @@ def main(cfg):
     critic.load_state_dict(rm.state_dict())                               # V(s_t) starts as the RM's opinion
     policy_opt = torch.optim.Adam(policy.parameters(), lr=cfg.lr, eps=1e-5)
     critic_opt = torch.optim.Adam(critic.parameters(), lr=cfg.critic_lr, eps=1e-5)
-    kl_ctl = (AdaptiveKLController(cfg.beta, cfg.kl_target, cfg.kl_horizon) if cfg.kl_ctl == "adaptive"
-              else FixedKLController(cfg.beta))
-    print(f"policy {policy.num_params() / 1e6:.2f}M params; critic from RM {cfg.rm_ckpt}")
+    kl_ctl = kl_controller(cfg.kl_ctl, cfg.beta, cfg.kl_target, cfg.kl_horizon)   # fixed, or adaptive beta
     train_prompts = world.make_split("train", seed=cfg.seed)
     eval_prompts = world.make_split("val", cfg.n_eval_prompts, seed=cfg.seed)
+    test_prompts = world.make_split("test", cfg.n_test_prompts, seed=cfg.seed)
+    check_block_size(tok, train_prompts + eval_prompts + test_prompts, cfg.max_response_tokens, (cfg.sft_ckpt, policy.cfg))
     rng = random.Random(cfg.seed)                                   # which prompts each rollout draws
     gen = torch.Generator(device=device).manual_seed(cfg.seed)      # the rollouts' samples
     start_iter = 0
     if cfg.resume:   # continue exactly: weights, optimizers, beta and the rollouts' random streams
         state = resume_run(cfg.resume, "ppo", tok, cfg.n_iters, {"state_dict": policy, "critic_state_dict": critic,
-                           "policy_opt": policy_opt, "critic_opt": critic_opt}, rng, gen)
+                           "policy_opt": policy_opt, "critic_opt": critic_opt}, rng, gen, (cfg.sft_ckpt, sft_ckpt))
         kl_ctl.beta, start_iter = state["beta"], state["step"]
-    log = MetricsLog(os.path.join(cfg.out_dir, "metrics.jsonl"), fresh=not cfg.resume)
+    out = OutDir(cfg.out_dir)   # every file is written beside its final name until out.commit()
+    log = out.metrics(resumed_rows(cfg.resume, start_iter, "iter") if cfg.resume else ())   # --resume: its history
 
     # The PPO loop
     pbar = progress(cfg.n_iters - start_iter, "ppo")
@@ -171,8 +175,7 @@ def main(cfg):
         advantages = whiten(advantages, response_mask)
 
         # 5. Update: epochs of minibatches, clipped surrogate for the policy, clipped value loss for the critic
-        policy.train()
-        critic.train()
+        policy.train()                                          # (the critic never leaves training mode)
         stats = {"pg_loss": [], "vf_loss": [], "clipfrac": [], "approx_kl": [], "entropy": [], "vclipfrac": []}
         for epoch in range(cfg.ppo_epochs):
             order = torch.randperm(cfg.batch_size, generator=torch.Generator().manual_seed(cfg.seed + it * 100 + epoch))
@@ -187,12 +190,13 @@ def main(cfg):
                 policy_opt.zero_grad(set_to_none=True)
                 critic_opt.zero_grad(set_to_none=True)
                 (pg_loss + vf_loss).backward()     # separate networks: each loss reaches only its own
-                torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.grad_clip)
-                torch.nn.utils.clip_grad_norm_(critic.parameters(), cfg.grad_clip)
+                policy_norm = torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.grad_clip)
+                critic_norm = torch.nn.utils.clip_grad_norm_(critic.parameters(), cfg.grad_clip)
                 policy_opt.step()
                 critic_opt.step()
-                with torch.no_grad():
-                    entropy = masked_mean(entropy_from_logits(logits), response_mask[mb]).item()
+                stop_if_not_finite(f"ppo iteration {it + 1}", "lower --lr or --critic_lr", reward=score,
+                                   pg_loss=pg_loss, vf_loss=vf_loss, policy_grad=policy_norm, critic_grad=critic_norm)
+                entropy = masked_mean(entropy_from_logits(logits.detach()), response_mask[mb]).item()
                 for k, v in {"pg_loss": pg_loss.item(), "vf_loss": vf_loss.item(), "entropy": entropy,
                              **pg_stats, "vclipfrac": vf_stats["vclipfrac"]}.items():
                     stats[k].append(v)
@@ -228,19 +232,19 @@ def main(cfg):
             "critic_state_dict": critic.state_dict(), "policy_opt": policy_opt.state_dict(),
             "critic_opt": critic_opt.state_dict(), "beta": kl_ctl.beta, "config": asdict(cfg), "step": cfg.n_iters,
             "tokenizer": tokenizer_info(tok), "sft_config": sft_ckpt["config"], **random_streams(rng, gen)}
-    save_checkpoint(os.path.join(cfg.out_dir, "ckpt.pt"), ckpt)
-    print(f"saved {cfg.out_dir}/ckpt.pt after {train_time:.0f}s")
+    save_checkpoint(out.path("ckpt.pt"), ckpt)
 
     # Final evaluation on held-out TEST prompts: did the policy truly get better (gold), or only the proxy?
-    test_prompts = world.make_split("test", cfg.n_test_prompts, seed=cfg.seed)
     summaries, _ = compare_on_test({"ppo": policy}, ref, rm, tok, test_prompts, cfg, device, best_of=cfg.best_of)
     report = {"n_test_prompts": len(test_prompts), **summaries, "train_seconds": round(train_time, 1),
               "total_seconds": round(time.time() - t_start, 1)}
-    write_json(os.path.join(cfg.out_dir, "eval.json"), report)
+    write_json(out.path("eval.json"), report)
+    out.commit()   # ckpt.pt, metrics.jsonl and eval.json, all three into place
+    print(f"saved {cfg.out_dir}/ckpt.pt after {train_time:.0f}s of training")
     print_policy_table(summaries, len(test_prompts))
     print_footer(device, report["total_seconds"])
     return report
 
 
 if __name__ == "__main__":
-    main(parse_config(PPOConfig, sys.argv[1:]))
+    cli(main, PPOConfig)

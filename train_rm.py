@@ -22,9 +22,7 @@ Lessons: lessons/03-reward-model.md, lessons/04-evaluating-a-reward-model.md
 
 import json
 import math
-import os
 import random
-import sys
 import time
 from dataclasses import asdict, dataclass
 
@@ -32,16 +30,17 @@ import torch
 from tqdm import tqdm
 
 from nanorm import world
-from nanorm.checkpoint import MetricsLog, load_checkpoint, model_config, save_checkpoint, tokenizer_info, write_json
-from nanorm.config import SEED_HELDOUT_RANKINGS, autocast, parse_config, start
+from nanorm.checkpoint import OutDir, load_checkpoint, model_config, save_checkpoint, tokenizer_info, write_json
+from nanorm.config import (SEED_HELDOUT_RANKINGS, above, at_least, at_most_prompts, autocast, check_system, cli,
+                           one_of, require, start, warn_if)
 from nanorm.data import encode_example, pack_sequences, sample_responses
-from nanorm.evaluate import evaluate_rm
+from nanorm.evaluate import check_block_size, evaluate_rm, warn_if_split_differs
 from nanorm.model import GPT, ScalarHeadModel
 from nanorm.prefdata import Comparison, load_split, write_comparisons
 from nanorm.report import print_rm_report
 from nanorm.reward import bradley_terry_loss, kwise_pairs, pairwise_accuracy
 from nanorm.tokenizer import DEFAULT_RANKS, load_tokenizer
-from nanorm.training import progress
+from nanorm.training import progress, stop_if_not_finite
 
 
 @dataclass
@@ -78,10 +77,20 @@ class RMConfig:
     threads: int = 0
 
     def check(self):
-        assert self.init in ("sft", "random"), "--init must be sft or random"
-        assert 2 <= self.k_min <= self.k_max, "need 2 <= k_min <= k_max"
-        assert self.n_labelers >= 3, "need at least one training labeler and two held-out ones"
-        assert self.rounds >= 1, "--rounds must be at least 1"
+        check_system(self)
+        one_of(self, "init", ("sft", "random"))
+        at_least(self, 2, "k_min")
+        at_least(self, self.k_min, "k_max")
+        at_least(self, 3, "n_labelers")   # at least one training labeler and the two held-out ones
+        at_least(self, 1, "rounds", "prompts_per_batch", "max_response_tokens", "n_eval_prompts", "eval_interval")
+        at_least(self, 0, "n_prompts", "epochs", "lr", "weight_decay", "max_response_chars")
+        above(self, 0, "temperature", "grad_clip")
+        require(self, "eval_frac", 0 < self.eval_frac < 1, "must be in (0, 1)")
+        if not self.data:   # the world's prompts (--data: records, as many as there are)
+            at_most_prompts(self, n_prompts="train")
+        at_most_prompts(self, n_eval_prompts="val")
+        warn_if(self, "epochs", self.epochs == 0, "nothing is trained; the checkpoint is the initial model")
+        warn_if(self, "lr", self.lr == 0 < self.epochs, "nothing is trained; the checkpoint is the initial model")
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -103,15 +112,6 @@ def collect(sft, tok, prompts, labeler_for, rng, gen, cfg, max_new, device):
         records.append(Comparison(prompt=p.text, responses=responses, ranking=ranking, labeler=labeler.id,
                                   meta={"world_prompt": p.to_dict(), "finished": done}))
     return records
-
-
-def warn_if_split_differs(cfg, sft_ckpt):
-    """An SFT model trained on this same file must have held out the same records (train_sft.py --data)."""
-    sft_cfg = sft_ckpt["config"]
-    if os.path.basename(sft_cfg.get("data") or "") == os.path.basename(cfg.data) and any(
-            sft_cfg.get(k) != getattr(cfg, k) for k in ("eval_frac", "seed", "max_response_chars")):
-        print(f"warning: {cfg.sft_ckpt} split {sft_cfg['data']} with other --eval_frac/--seed/"
-              f"--max_response_chars: the SFT model may have trained on held-out records", file=sys.stderr)
 
 
 def forward_rewards(model, records, tok, max_new, device, dtype):
@@ -138,7 +138,7 @@ def rewards_and_loss(rm, records, *args):
 def main(cfg):
     device = start(cfg)   # print the config, pick the device, set threads and seeds
     t_start = time.time()
-    os.makedirs(cfg.out_dir, exist_ok=True)
+    out = OutDir(cfg.out_dir)   # every file is written beside its final name until out.commit()
 
     # 1. The SFT model: it writes the responses that get ranked, and its trunk initialises the RM
     tok = load_tokenizer(cfg.tokenizer)
@@ -158,21 +158,23 @@ def main(cfg):
         train_records, eval_records, stats = load_split(cfg.data, cfg.eval_frac, cfg.seed, cfg.max_response_chars)
         print(f"loaded {cfg.data}: {json.dumps(stats)}")
         if eval_records is not None:
-            warn_if_split_differs(cfg, sft_ckpt)
+            warn_if_split_differs(cfg, cfg.sft_ckpt, sft_ckpt)   # SFT on this file: the same held-out records?
         train_records = train_records[:cfg.n_prompts or None]
     else:
         t0 = time.time()
         train_prompts = world.make_split("train", cfg.n_prompts or None, seed=cfg.seed)
+        check_block_size(tok, train_prompts, max_new, (cfg.sft_ckpt, sft.cfg))
         train_records = collect(sft, tok, [p for p in train_prompts for _ in range(cfg.rounds)],
                                 lambda r: r.choice(train_labelers), rng, gen, cfg, max_new, device)
-        write_comparisons(os.path.join(cfg.out_dir, "comparisons.jsonl"), train_records)
+        write_comparisons(out.path("comparisons.jsonl"), train_records)
         print(f"collected {len(train_records)} rankings in {time.time() - t0:.0f}s -> {cfg.out_dir}/comparisons.jsonl")
     is_world = eval_records is None
     if is_world:
         eval_prompts = world.make_split("val", cfg.n_eval_prompts, seed=cfg.seed)
+        check_block_size(tok, eval_prompts, max_new, (cfg.sft_ckpt, sft.cfg))
         eval_records = collect(sft, tok, eval_prompts, lambda r: heldout_a,
                                random.Random(cfg.seed + SEED_HELDOUT_RANKINGS), gen, cfg, max_new, device)
-    write_comparisons(os.path.join(cfg.out_dir, "eval_comparisons.jsonl"), eval_records)   # DPO is judged on these
+    write_comparisons(out.path("eval_comparisons.jsonl"), eval_records)   # DPO is judged on these
     n_pairs = sum(math.comb(len(r.responses), 2) for r in train_records)
     print(f"training data: {len(train_records)} prompts, {n_pairs} comparisons "
           f"({n_pairs / max(1, len(train_records)):.1f} per prompt); held-out: {len(eval_records)} prompts")
@@ -187,7 +189,7 @@ def main(cfg):
     max_steps = math.ceil(len(train_records) / cfg.prompts_per_batch) * cfg.epochs
     optimizer = torch.optim.AdamW(rm.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, max(1, max_steps), eta_min=cfg.lr / 10)
-    log = MetricsLog(os.path.join(cfg.out_dir, "metrics.jsonl"))
+    log = out.metrics()
     step = 0
     rm.train()
     pbar = progress(max_steps, "rm")
@@ -200,7 +202,7 @@ def main(cfg):
             loss = bradley_terry_loss(r, idx_w, idx_l, group)                   # InstructGPT eq. 1
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(rm.parameters(), cfg.grad_clip)
+            grad_norm = torch.nn.utils.clip_grad_norm_(rm.parameters(), cfg.grad_clip)
             optimizer.step()
             scheduler.step()
             step += 1
@@ -211,6 +213,8 @@ def main(cfg):
                 tqdm.write(f"step {step:4d} | loss {loss.item():.4f} | held-out loss {record['heldout_loss']:.4f} "
                            f"acc {record['heldout_acc']:.3f}")
             pbar.set_postfix(loss=f"{loss.item():.3f}")
+            stop_if_not_finite(f"rm step {step}", f"lower --lr (now {cfg.lr:g})", rewards=r, grad_norm=grad_norm,
+                               **record)
             log.log(**record)
     pbar.close()
     train_time = time.time() - t_start
@@ -222,18 +226,20 @@ def main(cfg):
     ckpt = {"kind": "rm", "model_config": asdict(rm.cfg), "state_dict": rm.state_dict(), "config": asdict(cfg),
             "step": step, "tokenizer": tokenizer_info(tok), "reward_gain": gain, "reward_bias": bias,
             "sft_config": sft_ckpt["config"]}
-    save_checkpoint(os.path.join(cfg.out_dir, "ckpt.pt"), ckpt)
-    print(f"saved {cfg.out_dir}/ckpt.pt (normalised reward = {gain:.4f} * r + {bias:+.4f})")
+    save_checkpoint(out.path("ckpt.pt"), ckpt)
+    print(f"normalised reward = {gain:.4f} * r + {bias:+.4f}")
 
     # 6. Evaluation on held-out prompts: how good is this RM, without running PPO? (the first open question)
     r_eval = rewards_and_loss(rm, eval_records, *batch_args)[0] * gain + bias
     report = {"init": cfg.init, "n_train_prompts": len(train_records), "n_train_pairs": n_pairs,
               **evaluate_rm(r_eval, eval_records, *((heldout_a, heldout_b) if is_world else ()), seed=cfg.seed),
               "train_seconds": round(train_time, 1), "total_seconds": round(time.time() - t_start, 1)}
-    write_json(os.path.join(cfg.out_dir, "eval.json"), report)
+    write_json(out.path("eval.json"), report)
+    out.commit()   # the comparisons, ckpt.pt, metrics.jsonl and eval.json, all into place
+    print(f"saved {cfg.out_dir}/ckpt.pt")
     print_rm_report(report, is_world, device)
     return report
 
 
 if __name__ == "__main__":
-    main(parse_config(RMConfig, sys.argv[1:]))
+    cli(main, RMConfig)

@@ -19,9 +19,7 @@ Writes : out/sft/ckpt.pt (weights, model config, settings, tokenizer fingerprint
 Lesson : lessons/02-sft.md
 """
 
-import os
 import random
-import sys
 import time
 from dataclasses import asdict, dataclass
 
@@ -29,8 +27,9 @@ import torch
 from tqdm import tqdm
 
 from nanorm import world
-from nanorm.checkpoint import MetricsLog, save_checkpoint, tokenizer_info, write_json
-from nanorm.config import autocast, parse_config, start
+from nanorm.checkpoint import OutDir, save_checkpoint, tokenizer_info, write_json
+from nanorm.config import (above, at_least, at_most_prompts, autocast, check_system, cli, require, start,
+                           warn_if)
 from nanorm.data import demonstration_counts, encode_example, pack_sequences
 from nanorm.evaluate import evaluate_sft
 from nanorm.model import GPT, GPTConfig
@@ -38,7 +37,7 @@ from nanorm.prefdata import load_split, sft_examples
 from nanorm.report import print_sft_report
 from nanorm.sft import sft_loss, shift_for_next_token
 from nanorm.tokenizer import DEFAULT_RANKS, load_tokenizer
-from nanorm.training import lr_at, progress, set_lr
+from nanorm.training import lr_at, progress, set_lr, stop_if_not_finite
 
 
 @dataclass
@@ -79,9 +78,22 @@ class SFTConfig:
     threads: int = 0                     # torch CPU threads; 0 = torch's default
 
     def check(self):
-        assert self.n_embd % self.n_head == 0, "n_embd must be divisible by n_head"
-        assert self.batch_size > 0 and self.max_iters >= 0 and self.demos_per_prompt > 0
-        assert self.max_response_tokens < self.block_size, "max_response_tokens must leave room for a prompt"
+        check_system(self)
+        at_least(self, 1, "n_layer", "n_head", "n_embd", "block_size", "demos_per_prompt", "max_response_tokens",
+                 "batch_size", "eval_interval", "n_eval_prompts")
+        at_least(self, 0, "n_train_prompts", "max_response_chars", "max_iters", "lr", "min_lr", "warmup_iters",
+                 "weight_decay")
+        above(self, 0, "grad_clip", "temperature")
+        require(self, "n_embd", self.n_embd % self.n_head == 0, f"must be divisible by --n_head={self.n_head}")
+        require(self, "max_response_tokens", self.max_response_tokens < self.block_size,
+                f"must leave room for a prompt in --block_size={self.block_size}")
+        require(self, "dropout", 0 <= self.dropout < 1, "must be in [0, 1)")
+        require(self, "eval_frac", 0 < self.eval_frac < 1, "must be in (0, 1)")
+        require(self, "min_lr", self.min_lr <= self.lr, f"must be at most --lr={self.lr}")
+        if not self.data:   # the world's prompts (--data: records, as many as there are)
+            at_most_prompts(self, n_train_prompts="train", n_eval_prompts="test")
+        warn_if(self, "max_iters", self.max_iters == 0, "nothing is trained; the checkpoint is the initial model")
+        warn_if(self, "lr", self.lr == 0 < self.max_iters, "nothing is trained; the checkpoint is the initial model")
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -158,7 +170,8 @@ def main(cfg):
                                    {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.95))
 
     # 3. Training loop: cross-entropy on response tokens only (nanorm/sft.py::sft_loss)
-    log = MetricsLog(os.path.join(cfg.out_dir, "metrics.jsonl"))
+    out = OutDir(cfg.out_dir)   # every file is written beside its final name until out.commit()
+    log = out.metrics()
     gen = torch.Generator().manual_seed(cfg.seed)
     model.train()
     record = {}   # the last step's metrics (empty if max_iters=0)
@@ -180,6 +193,7 @@ def main(cfg):
         if (step + 1) % cfg.eval_interval == 0 or step + 1 == cfg.max_iters:
             record["val_loss"] = val_loss(model, val_examples, tok.pad_id, device, cfg.dtype)
             tqdm.write(f"step {step + 1:5d} | train loss {loss.item():.4f} | val loss {record['val_loss']:.4f}")
+        stop_if_not_finite(f"sft step {step + 1}", f"lower --lr (now {cfg.lr:g})", **record)   # loss, grad norm, val
         log.log(**record)
     pbar.close()
     train_time = time.time() - t_start
@@ -187,16 +201,17 @@ def main(cfg):
     # 4. Save: the next stages load this by name (out/sft/ckpt.pt)
     ckpt = {"kind": "sft", "model_config": asdict(model_cfg), "state_dict": model.state_dict(),
             "config": asdict(cfg), "step": cfg.max_iters, "tokenizer": tokenizer_info(tok)}
-    save_checkpoint(os.path.join(cfg.out_dir, "ckpt.pt"), ckpt)
-    print(f"saved {cfg.out_dir}/ckpt.pt after {train_time:.0f}s")
+    save_checkpoint(out.path("ckpt.pt"), ckpt)
 
     # 5. Evaluate on held-out TEST prompts: does it stop (EOS), how good is it (gold), does it vary?
     report = evaluate_sft(model, tok, eval_texts, test_prompts, cfg, device)   # test_prompts None: no gold
     report.update({"val_loss": record.get("val_loss"), "train_seconds": round(train_time, 1)})
-    write_json(os.path.join(cfg.out_dir, "eval.json"), report)
+    write_json(out.path("eval.json"), report)
+    out.commit()   # ckpt.pt, metrics.jsonl and eval.json, all three into place
+    print(f"saved {cfg.out_dir}/ckpt.pt after {train_time:.0f}s of training")
     print_sft_report(report, cfg, device, time.time() - t_start)
     return report
 
 
 if __name__ == "__main__":
-    main(parse_config(SFTConfig, sys.argv[1:]))
+    cli(main, SFTConfig)

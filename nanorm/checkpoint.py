@@ -6,12 +6,19 @@ A checkpoint is one dict of plain values and tensors:
      "config": {...the script's settings...}, "step": int, "tokenizer": {"name", "fingerprint"}, ...extras}
 It is written to a temporary file and renamed into place, so a crash never leaves half a checkpoint
 where a good one was, and it is read with torch.load(weights_only=True), which refuses to run code.
+
+A stage writes all its files through an `OutDir`: each one beside its final name (ckpt.pt.partial,
+metrics.jsonl.partial, ...), all renamed into place by `commit()`, the end of a successful run. A run
+that fails or is interrupted at any point leaves the files of the previous run exactly as they were.
 """
 
 import contextlib
+import errno
+import io
 import json
 import math
 import os
+import signal
 
 import torch
 
@@ -32,16 +39,29 @@ def atomic_open(path, mode="w"):
             yield f
             f.flush()
             os.fsync(f.fileno())   # on disk before the rename (a full disk fails here, not later)
-    except BaseException:
-        if os.path.exists(tmp):
+    except BaseException as e:
+        if os.path.lexists(tmp):
             os.remove(tmp)
+        if isinstance(e, OSError) and e.filename is None:
+            e.filename = tmp   # a failed write or fsync does not say which file it was
         raise
     os.replace(tmp, path)   # atomic on POSIX: readers see the old file or the new one, never a mix
 
 
 def save_checkpoint(path, ckpt):
+    buf = io.BytesIO()
+    torch.save(ckpt, buf)   # serialised in memory first: a full disk is then an OSError of the write
     with atomic_open(path, "wb") as f:
-        torch.save(ckpt, f)
+        f.write(buf.getbuffer())
+
+
+def file_error(e):
+    """An OSError as one line naming the path and the cause: 'error: PATH: no space left on device'."""
+    cause = {errno.ENOSPC: "no space left on device", errno.EROFS: "read-only file system",
+             errno.ENOTDIR: "not a directory (a part of the path is a file)", errno.EISDIR: "is a directory",
+             errno.EEXIST: "exists and is not a directory", errno.EACCES: "permission denied"}
+    cause = cause.get(e.errno, e.strerror or str(e))
+    return f"error: {e.filename or '?'}: {cause}"
 
 
 def finite_or_none(obj):
@@ -59,6 +79,11 @@ def write_json(path, obj):
     """A stage's report (eval.json), written atomically, as valid JSON (a NaN statistic becomes null)."""
     with atomic_open(path) as f:
         json.dump(finite_or_none(obj), f, indent=1, allow_nan=False)
+
+
+def json_line(obj):
+    """One JSON Lines record, valid JSON (a NaN becomes null)."""
+    return json.dumps(finite_or_none(obj), allow_nan=False)
 
 
 def load_checkpoint(path, kind=None, tokenizer=None):
@@ -86,16 +111,22 @@ def random_streams(rng, gen):
     return {"rng_state": rng.getstate(), "gen_state": gen.get_state()}
 
 
-def resume_run(path, kind, tok, n_iters, objects, rng, gen):
+def resume_run(path, kind, tok, n_iters, objects, rng, gen, model_of):
     """Load a checkpoint to continue its run exactly: objects maps checkpoint fields to what loads them
     (models, optimizers: anything with load_state_dict); rng and gen get back the states random_streams
-    saved. n_iters is where the continued run should end: at or below the checkpoint's step is an error."""
+    saved. n_iters is where the continued run should end: at or below the checkpoint's step is an error.
+    model_of = (path, checkpoint) of the model the run starts from: the resumed one must be of its shape."""
     state = load_checkpoint(path, kind, tok)
     if "rng_state" not in state:
         raise SystemExit(f"error: {path}: no field 'rng_state' (an older checkpoint): it cannot be continued exactly")
     if n_iters <= state["step"]:
         raise SystemExit(f"error: --n_iters={n_iters}: {path} is already at iteration {state['step']}; "
                          f"ask for more to continue it")
+    other_path, other = model_of
+    if state["model_config"] != other["model_config"]:
+        diff = ", ".join(f"{k}={v} vs {other['model_config'].get(k)}" for k, v in state["model_config"].items()
+                         if other["model_config"].get(k) != v)
+        raise SystemExit(f"error: {path} is a model of another shape than {other_path} ({diff})")
     for field, obj in objects.items():
         obj.load_state_dict(state[field])
     rng.setstate(_as_tuples(state["rng_state"]))
@@ -118,18 +149,108 @@ def tokenizer_info(tok):
 
 
 class MetricsLog:
-    """Appends one JSON object per line; a plot script reads it back with read_jsonl."""
+    """Appends one JSON object per line (valid JSON: NaN -> null); a plot script reads it back with read_jsonl.
+    A stage opens it with OutDir.metrics(), so it takes the place of metrics.jsonl only at commit()."""
 
-    def __init__(self, path, fresh=True):
+    def __init__(self, path, rows=()):
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        self.f = open(path, "w" if fresh else "a", encoding="utf-8")
+        self.path = path
+        self.f = open(path, "w", encoding="utf-8")
+        for row in rows:   # the rows a resumed run keeps from before
+            self.log(**row)
 
     def log(self, **metrics):
-        self.f.write(json.dumps(metrics) + "\n")
-        self.f.flush()
+        try:
+            self.f.write(json_line(metrics) + "\n")
+            self.f.flush()
+        except OSError as e:
+            e.filename = e.filename or self.path
+            raise
 
     def close(self):
-        self.f.close()
+        if not self.f.closed:
+            self.f.flush()
+            os.fsync(self.f.fileno())
+            self.f.close()
+
+
+_UNFINISHED, _COMMITTED = [], set()
+
+
+class OutDir:
+    """A stage's out_dir, replaced whole or not at all.
+
+    Every file goes beside its final name (out.path("ckpt.pt") is OUT/ckpt.pt.partial); commit(), the last
+    write of a successful run, renames them all into place. A failure or Ctrl-C before then leaves the
+    previous run's files as they were (the command line's cli() removes the .partial files; a SIGKILL
+    leaves them beside, never in place of, the old ones).
+    """
+
+    def __init__(self, out_dir):
+        os.makedirs(out_dir, exist_ok=True)
+        self.dir, self.files, self.logs = out_dir, [], []
+        _UNFINISHED.append(self)
+        _COMMITTED.discard(out_dir)
+
+    def path(self, name):
+        """Where to write the file `name` during the run."""
+        self.files.append(name)
+        return os.path.join(self.dir, name + ".partial")
+
+    def metrics(self, rows=()):
+        """The run's metrics.jsonl, starting with `rows` (a resumed run's history)."""
+        log = MetricsLog(self.path("metrics.jsonl"), rows)
+        self.logs.append(log)
+        return log
+
+    def commit(self):
+        """Every file into place, Ctrl-C held off until all are renamed."""
+        for log in self.logs:
+            log.close()
+        with _sigint_held():
+            for name in self.files:
+                os.replace(os.path.join(self.dir, name + ".partial"), os.path.join(self.dir, name))
+            _UNFINISHED.remove(self)
+            _COMMITTED.add(self.dir)
+
+    def discard(self):
+        for log in self.logs:
+            log.f.close()
+        for name in self.files:
+            partial = os.path.join(self.dir, name + ".partial")
+            if os.path.lexists(partial):
+                os.remove(partial)
+        _UNFINISHED.remove(self)
+
+
+@contextlib.contextmanager
+def _sigint_held():
+    """Ctrl-C is delivered after the block, not in the middle of it (POSIX; elsewhere a no-op)."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def discard_unfinished():
+    """Remove the .partial files of every run that has not committed (after a failure or Ctrl-C)."""
+    for out in list(_UNFINISHED):
+        out.discard()
+
+
+def committed(out_dir):
+    """Has a run of this process committed out_dir (so an interrupt came after its files were saved)?"""
+    return out_dir in _COMMITTED
+
+
+def resumed_rows(ckpt_path, step, key):
+    """The rows of the metrics.jsonl beside a checkpoint up to its step (the history a resumed run continues)."""
+    path = os.path.join(os.path.dirname(os.path.abspath(ckpt_path)), "metrics.jsonl")
+    return [row for row in read_jsonl(path) if row.get(key, 0) <= step] if os.path.isfile(path) else []
 
 
 def read_jsonl(path):

@@ -1,14 +1,20 @@
 """
-Plumbing shared by the scripts: the `--key=value` config parser, device choice, seeding and seed offsets.
+Plumbing shared by the scripts: the `--key=value` config parser, the checks of its values, the command
+line entry point, device choice, seeding and seed offsets.
 
-Each script declares one dataclass of settings, with a comment per field. `parse_config` fills it
-from the command line, converting each value to the field's type, and stops with a one-line error
-naming the flag when a flag is unknown or its value is not of the right type. No config file is ever
-executed.
+Each script declares one dataclass of settings, with a comment per field, and a `check()` method with one
+line per rule (`require`, `at_least`, `one_of` below). `parse_config` fills it from the command line,
+converting each value to the field's type, and stops with a one-line error naming the flag when a flag
+is unknown, its value is not of the right type, not a finite number, or breaks one of the rules:
+
+    error: --batch_size=0: must be at least 1
+
+No config file is ever executed, and no rule is an `assert` (those vanish under `python -O`).
 """
 
 import dataclasses
 import inspect
+import math
 import os
 import random
 import re
@@ -38,10 +44,77 @@ def parse_config(cls, argv):
         if not sep and _type_name(fields[key].type) != "bool":
             raise SystemExit(f"error: bad argument {arg!r}: expected --{key}=value")
         values[key] = _convert(key, raw if sep else "true", fields[key].type)
+    return make_config(cls, **values)
+
+
+def make_config(cls, **values):
+    """cls(**values), checked as on the command line: unknown fields, non-finite numbers, then cls.check()."""
+    unknown = set(values) - {f.name for f in dataclasses.fields(cls)}
+    if unknown:
+        raise SystemExit(f"error: unknown flag {', '.join('--' + k for k in sorted(unknown))}")
     cfg = cls(**values)
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        require(cfg, f.name, not isinstance(value, float) or math.isfinite(value), "must be a finite number")
     if hasattr(cfg, "check"):
         cfg.check()
     return cfg
+
+
+# ----------------------------------------------------------------------------------------------------
+# The rules of a config's check(): each stops with `error: --flag=value: reason`.
+
+def require(cfg, flag, ok, reason):
+    """One rule: unless ok, stop with a one-line error naming the flag, its value and the reason."""
+    if not ok:
+        raise SystemExit(f"error: --{flag}={getattr(cfg, flag)}: {reason}")
+
+
+def at_least(cfg, low, *flags):
+    """Each of these flags must be >= low."""
+    for flag in flags:
+        require(cfg, flag, getattr(cfg, flag) >= low, f"must be at least {low}")
+
+
+def above(cfg, low, *flags):
+    """Each of these flags must be > low."""
+    for flag in flags:
+        require(cfg, flag, getattr(cfg, flag) > low, f"must be greater than {low}")
+
+
+def one_of(cfg, flag, choices):
+    require(cfg, flag, getattr(cfg, flag) in choices, "expected " + " or ".join(map(str, choices)))
+
+
+def within(cfg, low, high, *flags):
+    """Each of these flags must be in [low, high]."""
+    for flag in flags:
+        require(cfg, flag, low <= getattr(cfg, flag) <= high, f"must be in [{low}, {high}]")
+
+
+def at_most_prompts(cfg, **splits):
+    """flag=split: the flag asks for some of the world's `split` prompts, no more than the split holds."""
+    from nanorm import world
+    for flag, split in splits.items():
+        n = len(world.make_split(split))
+        require(cfg, flag, getattr(cfg, flag) <= n, f"the world's {split} split has only {n} prompts")
+
+
+def warn_if(cfg, flag, condition, consequence):
+    """Not an error, but said: a run that trains nothing (--max_iters=0, --lr=0, --epochs=0) still runs,
+    saves its (untrained) model and evaluates it, after this one line on stderr."""
+    if condition:
+        print(f"warning: --{flag}={getattr(cfg, flag)}: {consequence}", file=sys.stderr)
+
+
+def check_system(cfg):
+    """The rules every stage shares: --out_dir, --device, --dtype, --seed, --threads."""
+    require(cfg, "out_dir", cfg.out_dir.strip(), "must name a directory")
+    require(cfg, "device", re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", cfg.device),
+            "expected auto, cpu, cuda, cuda:N or mps")
+    one_of(cfg, "dtype", ("float32", "bfloat16"))
+    require(cfg, "seed", 0 <= cfg.seed < 2**32, "must be in [0, 2**32)")   # numpy's range
+    at_least(cfg, 0, "threads")
 
 
 def field_comments(cls):
@@ -133,6 +206,32 @@ def autocast(device, dtype="float32"):
     if device.type == "mps":
         return contextlib.nullcontext()   # keep MPS in float32: bf16 autocast support varies by version
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+
+def cli(main, cls, argv=None):
+    """The last line of every script: parse the flags, run main(cfg), and turn what can go wrong outside
+    the program into one line on stderr instead of a traceback: Ctrl-C (exit 130) and a file error (no
+    space left, read-only, not a directory: exit 1). Either way the stage's out_dir keeps the files it had
+    (nanorm/checkpoint.py::OutDir)."""
+    from nanorm.checkpoint import committed, discard_unfinished, file_error
+    cfg = None
+    try:
+        cfg = parse_config(cls, sys.argv[1:] if argv is None else argv)
+        return main(cfg)
+    except KeyboardInterrupt:
+        discard_unfinished()
+        if cfg is not None and committed(cfg.out_dir):
+            print(f"interrupted: after {cfg.out_dir} was saved", file=sys.stderr)
+        else:
+            print(f"interrupted: nothing was saved; {getattr(cfg, 'out_dir', 'the out_dir')} is as it was",
+                  file=sys.stderr)
+        raise SystemExit(130) from None
+    except OSError as e:
+        discard_unfinished()
+        raise SystemExit(file_error(e)) from None
+    except BaseException:
+        discard_unfinished()
+        raise
 
 
 def start(cfg):

@@ -12,7 +12,9 @@ way. Because gold is code, a policy can be judged by what a careful human wants,
     win    : the gold labeler compares one sample of each policy per prompt; ties count half
 """
 
+import os
 import random
+import sys
 
 import numpy as np
 import torch
@@ -34,10 +36,12 @@ def load_policy(path, tok, device, kinds=("sft", "ppo", "dpo")):
 
 def load_policy_ref_rm(sft_path, rm_path, tok, device):
     """What PPO and DPO start from: the policy (a trainable copy of the SFT model), the frozen SFT
-    reference pi_ref and the frozen, normalised reward model. Returns (policy, ref, rm, the SFT checkpoint)."""
+    reference pi_ref and the frozen, normalised reward model, which must have been trained on this SFT
+    model's samples (check_same_sft). Returns (policy, ref, rm, the SFT checkpoint)."""
     policy, sft_ckpt = load_policy(sft_path, tok, device, kinds="sft")
     ref, _ = load_policy(sft_path, tok, device, kinds="sft")
-    rm, _ = load_reward_model(rm_path, tok, device)
+    rm, rm_ckpt = load_reward_model(rm_path, tok, device)
+    check_same_sft(rm_path, rm_ckpt, sft_path, sft_ckpt)      # its rankings are of this SFT model's samples
     for p in list(ref.parameters()) + list(rm.parameters()):
         p.requires_grad_(False)
     return policy, ref, rm, sft_ckpt
@@ -53,6 +57,42 @@ def load_reward_model(path, tok, device):
         rm.head.weight.mul_(ckpt["reward_gain"])
         rm.head.bias.mul_(ckpt["reward_gain"]).add_(ckpt["reward_bias"])
     return rm.eval(), ckpt
+
+
+def check_block_size(tok, prompts, max_new, *models, flag="max_response_tokens"):
+    """Stop with one line unless the longest of these (world) prompts plus max_new sampled tokens fits the
+    block of every model; models are (checkpoint path, GPTConfig) pairs."""
+    longest = max(len(tok.encode_prompt(p.text)) for p in prompts)
+    for path, model_cfg in models:
+        if longest + max_new > model_cfg.block_size:
+            raise SystemExit(f"error: --{flag}={max_new}: the longest prompt ({longest} tokens) + {max_new} tokens "
+                             f"exceed block_size={model_cfg.block_size} of {path}; lower --{flag} to "
+                             f"{model_cfg.block_size - longest} or train SFT with --block_size={longest + max_new}")
+
+
+def warn_if_split_differs(cfg, sft_path, sft_ckpt):
+    """An SFT model trained on the same --data file must have held out the same records as this stage
+    (train_sft.py and train_rm.py split a file with the same rule): warn if it split with other settings."""
+    sft_cfg = sft_ckpt["config"]
+    if os.path.basename(sft_cfg.get("data") or "") == os.path.basename(cfg.data) and any(
+            sft_cfg.get(k) != getattr(cfg, k) for k in ("eval_frac", "seed", "max_response_chars")):
+        print(f"warning: {sft_path} split {sft_cfg['data']} with other --eval_frac/--seed/"
+              f"--max_response_chars: the SFT model may have trained on held-out records", file=sys.stderr)
+
+
+def check_same_sft(rm_path, rm_ckpt, sft_path, sft_ckpt):
+    """A reward model is only good for the SFT model it was trained on (it ranked that model's samples,
+    and its normalisation is theirs): stop with one line naming both checkpoints if sft_ckpt is another.
+    Settings that do not change the weights (where it was saved, the device, threads) are not compared."""
+    if "sft_config" not in rm_ckpt:   # an RM checkpoint from before it recorded its SFT model
+        return
+    ignore = {"out_dir", "device", "threads"}
+    theirs, ours = rm_ckpt["sft_config"], sft_ckpt["config"]
+    diff = sorted(k for k in set(theirs) | set(ours) if k not in ignore and theirs.get(k) != ours.get(k))
+    if diff:
+        raise SystemExit(f"error: {rm_path} was trained on another SFT model than {sft_path} "
+                         f"({', '.join(f'{k}={theirs.get(k)!r} vs {ours.get(k)!r}' for k in diff[:3])}); "
+                         f"train the RM on this one, or pass the SFT checkpoint it was trained on")
 
 
 def _batches(n, size):

@@ -220,3 +220,8 @@ class AdaptiveKLController:
         error = min(max(current_kl / self.target - 1, -0.2), 0.2)  # e = clip(KL/target - 1, -0.2, 0.2)
         self.beta *= 1 + error * n_steps / self.horizon  # Ziegler et al. 2019 sec. 2.2
         # END SOLUTION
+
+
+def kl_controller(kind: str, beta: float, target: float, horizon: int):
+    """"fixed": beta stays; "adaptive": beta steers the KL towards target (AdaptiveKLController)."""
+    return AdaptiveKLController(beta, target, horizon) if kind == "adaptive" else FixedKLController(beta)

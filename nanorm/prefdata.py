@@ -42,7 +42,8 @@ has a bug; a record whose CONTENT cannot be trained on is skipped and counted):
 
   case                                                         what happens
   -----------------------------------------------------------  ------------------------------------------
-  file missing; line not JSON / not UTF-8 / not an object      FATAL: SystemExit("error: path:line: ...")
+  file missing or a directory; a JSON array, not JSON Lines    FATAL: SystemExit("error: path: ...")
+  line not JSON / not UTF-8 / not an object                    FATAL: SystemExit("error: path:line: ...")
   keys match no format                                         FATAL, naming the keys found and expected
   a required field missing or of the wrong type (chosen not    FATAL, naming the field
     a string, responses not a list of strings, ranking not a
@@ -301,6 +302,8 @@ def load_comparisons(path, max_prompt_chars=2000, max_response_chars=1000, limit
     max_prompt_chars / max_response_chars: None disables the limit. limit: stop once this many comparisons
     are collected (the rest of the file is neither read nor checked).
     """
+    if os.path.isdir(path):
+        raise SystemExit(f"error: {path}: is a directory, expected a JSON Lines file")
     if not os.path.isfile(path):
         raise SystemExit(f"error: {path}: file not found")
     comparisons = []
@@ -324,6 +327,9 @@ def load_comparisons(path, max_prompt_chars=2000, max_response_chars=1000, limit
                 if not line.strip():
                     continue
                 stats["records"] += 1
+                if stats["records"] == 1 and line.lstrip().startswith("["):
+                    raise SystemExit(f"error: {path}: a JSON array; expected JSON Lines, one record per line "
+                                     f"(convert it with: jq -c '.[]' {path} > records.jsonl)")
                 try:
                     d = json.loads(line)
                 except json.JSONDecodeError as e:

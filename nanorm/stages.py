@@ -23,6 +23,9 @@ import resource
 import sys
 import time
 
+from nanorm.checkpoint import discard_unfinished
+from nanorm.config import make_config
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = {"sft": "SFTConfig", "rm": "RMConfig", "ppo": "PPOConfig", "dpo": "DPOConfig"}
 
@@ -39,14 +42,7 @@ def module(name):
 def config(name, **overrides):
     """The stage's config with some fields changed; unknown fields and bad values are refused as on the
     command line (the config's own check())."""
-    cls = getattr(module(name), CONFIGS[name])
-    unknown = set(overrides) - {f.name for f in dataclasses.fields(cls)}
-    if unknown:
-        raise SystemExit(f"error: {name} stage has no flag {', '.join('--' + k for k in sorted(unknown))}")
-    cfg = cls(**overrides)
-    if hasattr(cfg, "check"):
-        cfg.check()
-    return cfg
+    return make_config(getattr(module(name), CONFIGS[name]), **overrides)
 
 
 def defaults(name):
@@ -55,8 +51,12 @@ def defaults(name):
 
 
 def run(name, **overrides):
-    """Run a stage in this process; returns its report."""
-    return module(name).main(config(name, **overrides))
+    """Run a stage in this process; returns its report. If it fails, its out_dir keeps the files it had."""
+    try:
+        return module(name).main(config(name, **overrides))
+    except BaseException:
+        discard_unfinished()   # the .partial files of the failed run (nanorm/checkpoint.py::OutDir)
+        raise
 
 
 def _child(name, overrides, log_path):

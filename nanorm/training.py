@@ -1,5 +1,6 @@
 """
-Plumbing of the training loops: the learning-rate schedule and a progress display.
+Plumbing of the training loops: the learning-rate schedule, the guard against non-finite numbers and a
+progress display.
 
 One schedule for every stage that trains by gradient descent on a fixed dataset (SFT, RM, DPO):
 linear warm-up to the peak lr, then a cosine decay to min_lr at the last step.
@@ -9,6 +10,7 @@ import math
 import sys
 import time
 
+import torch
 from tqdm import tqdm
 
 
@@ -18,6 +20,17 @@ def lr_at(step, lr, min_lr, warmup, total):
         return lr * (step + 1) / warmup                                    # linear warm-up
     progress = (step - warmup) / max(1, total - warmup)                    # 0 -> 1 over the decay
     return min_lr + 0.5 * (lr - min_lr) * (1 + math.cos(math.pi * min(1.0, progress)))   # cosine to min_lr
+
+
+def stop_if_not_finite(where, hint, /, **values):
+    """The guard of every training loop, one call per step (where: "sft step 12"): a loss, reward or gradient
+    norm (a number or a tensor) that is NaN or infinite stops the run with one line naming it, the step and
+    a hint, before anything is saved. (A non-finite gradient norm is caught at its step: clipping by it
+    makes every weight NaN.)"""
+    for name, value in values.items():
+        if not (torch.isfinite(value).all() if torch.is_tensor(value) else math.isfinite(value)):
+            raise SystemExit(f"error: {where}: {name} is not finite (NaN or inf); the run stopped "
+                             f"and nothing was saved; {hint}")
 
 
 def set_lr(optimizer, lr):
