@@ -1,5 +1,6 @@
 """The analysis experiments' own logic, on hand-made responses (their smoke runs are in test_overoptimization.py)."""
 
+import json
 import random
 
 import pytest
@@ -98,3 +99,16 @@ def test_contrast_records_pair_a_correct_answer_with_its_edit_ranked_by_the_same
     # labeler 3 knows the sum: over many draws it prefers the unedited answer almost always
     many = contrast_records([ranking] * 200, labelers, per_ranking=1, rng=random.Random(1))
     assert sum(c.ranking[0] == 0 for c in many) / len(many) > 0.95
+
+
+def test_headroom_on_demonstrations_needs_no_model(tmp_path):
+    """--candidates=demonstrations: the world's own demonstrations, no checkpoint; gold's pick is the best
+    any judge can do, a random pick sits near 1/2, and the labelers' share of gold's headroom is reported."""
+    from nanorm.experiments import headroom
+    res = headroom.main(["--candidates=demonstrations", "--n_prompts=40", "--n=4", f"--out={tmp_path}/h.json"])
+    wr = res["win_rate_vs_sft"]
+    assert set(wr) == {"gold", "labelers", "length", "random"}           # no RM judge without a model
+    assert all(wr["gold"]["all"] >= wr[j]["all"] for j in wr)
+    assert res["labelers_share_of_gold_headroom"] == pytest.approx(
+        (wr["labelers"]["all"] - 0.5) / (wr["gold"]["all"] - 0.5))
+    assert json.load(open(tmp_path / "h.json"))["win_rate_vs_sft"] == wr

@@ -130,9 +130,9 @@ def test_overoptimization_smoke(tmp_path):
     ckpts = [f"--sft_ckpt={tmp_path}/sft/ckpt.pt", f"--rm_ckpt={tmp_path}/rm/ckpt.pt"]
     out = run("nanorm.experiments.headroom", *ckpts, "--n_prompts=12", "--n=3", f"--out={tmp_path}/headroom.json",
               module=True)
-    rows = {line.split()[0]: [float(x) for x in line.split()[1:]] for line in out.splitlines()[2:6]}
+    rows = {line.split()[0]: [float(x) for x in line.split()[1:]] for line in out.splitlines()[2:7]}
     table = json.load(open(tmp_path / "headroom.json"))["win_rate_vs_sft"]      # the same table, as JSON
-    assert set(rows) == set(table) == {"gold", "labelers", "rm", "length"}
+    assert set(rows) == set(table) == {"gold", "labelers", "rm", "length", "random"}
     for judge, printed in rows.items():
         assert printed == pytest.approx([table[judge][k] for k in ("all", *world.FAMILIES)], abs=5e-4)
         assert all(0.0 <= x <= 1.0 for x in printed)

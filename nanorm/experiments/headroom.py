@@ -123,7 +123,9 @@ def main(argv):
     wr = res["win_rate_vs_sft"]
     res["labelers_share_of_gold_headroom"] = ((wr["labelers"]["all"] - 0.5) / (wr["gold"]["all"] - 0.5)
                                               if wr["gold"]["all"] > 0.5 else None)   # (L - 0.5) / (G - 0.5)
-    print(f"  the labelers keep (L - 0.5) / (G - 0.5) = {res['labelers_share_of_gold_headroom']:.2f} of gold's headroom")
+    if res["labelers_share_of_gold_headroom"] is not None:
+        print(f"  the labelers keep (L - 0.5) / (G - 0.5) = {res['labelers_share_of_gold_headroom']:.2f} "
+              f"of gold's headroom")
     write_json(cfg.out, res)
     print(f"wrote {cfg.out}")
     return res
