@@ -9,6 +9,6 @@ takes `--key=value` flags like the scripts, and writes its numbers (JSON) and fi
     contrast_pairs     teach the RM a check with contrast pairs, and see what that buys
     headroom           best-of-n against four judges: what the labelers' biases and the RM cost
 
-Not experiments, but their parts: gao.py (the Gao et al. maths), overoptimization_figures.py,
+Not experiments, but their parts: gao.py (the Gao et al. maths), overoptimization_report.py,
 common.py (what several experiments share; no experiment imports another).
 """

@@ -22,7 +22,7 @@ Both rise, peak and fall: past the peak, more optimisation of the proxy buys les
      baseline: the iteration-0 evaluation for PPO, the mean of all the SFT samples for best-of-n (the
      maths: nanorm/experiments/gao.py);
   5. evaluates each run's final policy (and the early one) per prompt family: what did it learn to do?
-  6. writes overoptimization.json, three PNG figures (nanorm/experiments/overoptimization_figures.py)
+  6. writes overoptimization.json, three PNG figures and the printed tables (nanorm/experiments/overoptimization_report.py)
      and prints a summary table.
 
 `main` runs these steps in this order, one function each. Everything that knows how train_ppo.py is
@@ -63,7 +63,7 @@ from nanorm.config import SEED_BEST_OF_N_CURVE, SEED_VAL_EVAL, get_device, parse
 from nanorm.data import sample_responses
 from nanorm.evaluate import describe, evaluate_on, load_policy, load_reward_model, rm_scores, summarise
 from nanorm.experiments.gao import fit_bon, fit_rl, kl_bon
-from nanorm.experiments.overoptimization_figures import make_figures
+from nanorm.experiments.overoptimization_report import make_figures, print_report
 from nanorm.tokenizer import load_tokenizer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -426,62 +426,6 @@ def save_results(res, cfg, t_start, t_bon):
     res["seconds"] = {"best_of_n": round(t_bon, 1), "total": round(time.time() - t_start, 1)}
     with open(os.path.join(cfg.out_dir, "overoptimization.json"), "w") as f:
         json.dump(res, f, indent=1, allow_nan=False)
-
-
-def _num(x):
-    return float("nan") if x is None else x
-
-
-def print_report(res, policies, cfg):
-    """The summary tables: PPO per beta, best-of-n, the fits, behaviour per family, example responses."""
-    sft, bon, small = res["sft"], res["best_of_n"], res["runs"][0]
-    print(f"\nPPO on {res['n_eval_prompts']} validation prompts (one sample each; the SE of one gold mean is "
-          f"{res['gold_standard_error']:.3f}); SFT: proxy {sft['proxy']:+.3f}, gold {sft['gold']:+.3f}, "
-          f"gold std {sft['gold_std']:.3f}")
-    print(f"  {'beta':>8} {'proxy':>7} {'gold':>7} {'peak gold':>9} {'@iter':>5} {'fall':>6} {'fall/std':>8} "
-          f"{'KL':>6} {'words':>6} {'syco':>5}")
-    for r in res["runs"]:
-        s = r["summary"]
-        print(f"  {r['beta']:>7g}{'*' if r['is_default'] else ' '} {s['final_proxy']:+7.3f} {s['final_gold']:+7.3f} "
-              f"{s['peak_gold']:+9.3f} {s['peak_iter']:5d} {s['fall']:6.3f} {_num(s['fall_in_sft_std']):8.2f} "
-              f"{s['final_kl']:6.2f} {s['final_length']:6.1f} {_num(s['final_sycophancy']):5.2f}")
-    print("  (* train_ppo.py's default beta; final = the last evaluation, iteration "
-          f"{cfg.n_iters}; peak includes the SFT point, iteration 0)")
-    print(f"\nbest-of-n on {bon['n_prompts']} prompts (SFT samples there: proxy {bon['pool']['proxy']:+.3f}, "
-          f"gold {bon['pool']['gold']:+.3f}):  " + "  ".join(f"n={p['n']}: gold {p['gold']:+.3f}"
-                                                           for p in bon["points"]))
-    print("\nfits to gold - gold(SFT) against d = sqrt(KL):")
-    for name, fit in [(f"PPO beta={r['beta']:g}", r["fit"]) for r in res["runs"]] + [("best-of-n", bon["fit"])]:
-        if fit is None:
-            print(f"  {name:16s} too few points to fit")
-            continue
-        peak = (f"peak R={fit['R_peak']:+.3f} at d={fit['d_peak']:.2f} (KL {fit['d_peak'] ** 2:.2f})"
-                if fit["d_peak"] else "no peak")
-        print(f"  {name:16s} {fit['form']:28s} alpha {fit['alpha']:+.3f} beta {fit['beta']:+.3f} "
-              f"R^2 {_num(fit['r2']):.2f}  {peak}")
-
-    print("\nbehaviour per family (validation prompts): words / format marks / agree rate / sycophancy / gold")
-    print(f"  {'policy':18s}" + "".join(f" {fam:>30s}" for fam in world.FAMILIES))
-    for name, (summary, _) in policies.items():
-        cells = []
-        for fam in world.FAMILIES:
-            s = summary["per_family"].get(fam)
-            if s is None:
-                cells.append(f" {'-':>30s}")
-                continue
-            agree = f"{s['agree_rate']:.2f}/{s['sycophancy_rate']:.2f}" if "agree_rate" in s else "-/-"
-            cells.append(f" {s['length']:5.1f}w {s['format']:4.2f}f {agree:>9s} {s['gold']:+6.2f}")
-        print(f"  {name:18s}" + "".join(cells))
-
-    print(f"\nexamples (the same prompts): SFT / beta={small['beta']:g} at iteration {small['early']['iter']} / "
-          f"at iteration {small['final']['iter']}")
-    for ex in res["examples"]:
-        print(f"  {ex['prompt']}")
-        for key in ("sft", "early", "final"):
-            e = ex[key]
-            print(f"    {key:5s} proxy {e['proxy']:+5.2f} gold {e['gold']:+5.2f} | {e['text']!r}")
-    print(f"\nwrote {cfg.out_dir}/overoptimization.json and {len(res['figures'])} figures; "
-          f"total {res['seconds']['total']:.0f}s")
 
 
 # ----------------------------------------------------------------------------------------------------
