@@ -133,16 +133,13 @@ def run(script, *args):
 
 
 @pytest.mark.exercise("1.1", "2.1", "3.1", "3.2", "3.3", "3.4", "3.5", "4.1", "4.2", "4.3", "8.1", "8.2")
-def test_train_dpo_smoke(tmp_path):
-    tiny = ["--n_layer=1", "--n_head=2", "--n_embd=32"]
-    run("train_sft.py", *tiny, "--max_iters=20", "--n_train_prompts=100", "--n_eval_prompts=16",
-        f"--out_dir={tmp_path}/sft")
-    run("train_rm.py", f"--sft_ckpt={tmp_path}/sft/ckpt.pt", f"--out_dir={tmp_path}/rm", "--n_prompts=20",
-        "--n_eval_prompts=10", "--k_max=5", "--eval_interval=2")
+def test_train_dpo_smoke(tmp_path, tiny_sft, tiny_rm):
+    """The command line of train_dpo.py on the session's tiny SFT and RM (20 ranked prompts, 10 held out)."""
+    sft_ckpt, rm_dir = tiny_sft.dir / "ckpt.pt", tiny_rm.dir
     # a stand-in PPO checkpoint (the SFT weights under kind "ppo") exercises the comparison with PPO
-    sft = torch.load(tmp_path / "sft" / "ckpt.pt", weights_only=True)
+    sft = torch.load(sft_ckpt, weights_only=True)
     torch.save({**sft, "kind": "ppo"}, tmp_path / "ppo.pt")
-    out = run("train_dpo.py", f"--sft_ckpt={tmp_path}/sft/ckpt.pt", f"--rm_dir={tmp_path}/rm",
+    out = run("train_dpo.py", f"--sft_ckpt={sft_ckpt}", f"--rm_dir={rm_dir}",
               f"--ppo_ckpt={tmp_path}/ppo.pt", f"--out_dir={tmp_path}/dpo", "--prompts_per_batch=4", "--epochs=1",
               "--warmup_steps=2", "--eval_interval=3", "--n_eval_prompts=8", "--n_test_prompts=12")
     assert "win vs PPO" in out and "DPO implicit reward" in out
