@@ -2,8 +2,10 @@
 Plumbing of the training loops: the learning-rate schedule, the guard against non-finite numbers and a
 progress display.
 
-One schedule for every stage that trains by gradient descent on a fixed dataset (SFT, RM, DPO):
-linear warm-up to the peak lr, then a cosine decay to min_lr at the last step.
+One schedule for the stages that train on a fixed dataset (SFT, DPO): linear warm-up to the peak lr,
+then a cosine decay towards min_lr, which it would reach one step after the last. (train_rm.py still uses
+torch's CosineAnnealingLR, the same curve computed recursively: equal to lr_at(step, lr, lr / 10, 0, total)
+but for the last bits, and kept until the RM's quoted numbers are next re-measured.)
 """
 
 import math
