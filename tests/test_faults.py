@@ -356,7 +356,7 @@ def test_read_only_out_dir_simulated_by_patching_open(good, monkeypatch):
 # Interruptions: a real process, a real signal after its first progress line
 
 def start_long_sft(good):
-    flags = flags_of(good, "sft", "--max_iters=400", "--eval_interval=1000")
+    flags = flags_of(good, "sft", "--max_iters=4000", "--eval_interval=100000")   # too long to end before the signal
     return subprocess.Popen([sys.executable, os.path.join(ROOT, "train_sft.py"), *flags], cwd=good["dir"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
