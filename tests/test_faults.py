@@ -357,9 +357,12 @@ def test_read_only_out_dir_simulated_by_patching_open(good, monkeypatch):
 
 def start_long_sft(good):
     flags = flags_of(good, "sft", "--max_iters=4000", "--eval_interval=100000")   # too long to end before the signal
+    # a shell that started pytest in the background hands it SIGINT ignored, and Python then never turns
+    # SIGINT into KeyboardInterrupt: give the child the default disposition, as a terminal would
     return subprocess.Popen([sys.executable, os.path.join(ROOT, "train_sft.py"), *flags], cwd=good["dir"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def wait_for_progress(proc):
