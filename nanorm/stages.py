@@ -68,12 +68,12 @@ def _child(name, overrides, log_path):
         sys.stdout = os.fdopen(1, "w", buffering=1, closefd=False)
         sys.stderr = os.fdopen(2, "w", buffering=1, closefd=False)
         t0 = time.time()
-        cfg = config(name, **overrides)
-        report = module(name).main(cfg)
+        device = config(name, **overrides).device
+        report = run(name, **overrides)      # as in this process: a failed run leaves no .partial files
         sys.stdout.flush()
     import torch
     gpu = torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None
-    return {"report": report, "seconds": time.time() - t0, "device": cfg.device,
+    return {"report": report, "seconds": time.time() - t0, "device": device,
             "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,   # Linux: KiB
             "peak_gpu_mib": gpu}
 
