@@ -7,7 +7,13 @@ Bradley-Terry pairwise loss (InstructGPT eq. 1), all C(K,2) pairs of a prompt in
 
     loss(phi) = - 1/C(K,2) * E_{(x, y_w, y_l) ~ D} [ log sigma( r_phi(x, y_w) - r_phi(x, y_l) ) ]
 
+In the world, each ranking also brings up to --contrasts "contrast pairs": one of its correct answers
+against the same text with one fact changed, judged by the same labeler. Nothing but the fact differs, so
+those pairs teach the check itself, which the rankings alone leave to cues that travel with mistakes
+(lesson 04). Their loss is added with weight --contrast_weight.
+
     python train_rm.py                        # world: collect comparisons from SFT samples, train, evaluate
+    python train_rm.py --contrasts=0          # the rankings alone
     python train_rm.py --init=random          # same architecture, trained from scratch (no SFT init)
     python train_rm.py --rounds=2             # rank every training prompt twice: twice the comparisons
     python train_rm.py --data=FILE.jsonl --sft_ckpt=out/sft_hh/ckpt.pt --tokenizer=data/hh.tiktoken   # real data
@@ -15,7 +21,8 @@ Bradley-Terry pairwise loss (InstructGPT eq. 1), all C(K,2) pairs of a prompt in
 From Python: `import train_rm; report = train_rm.main(train_rm.RMConfig(n_prompts=200))`.
 
 Reads  : out/sft/ckpt.pt
-Writes : out/rm/comparisons.jsonl (the collected rankings), out/rm/eval_comparisons.jsonl (held-out),
+Writes : out/rm/comparisons.jsonl (the collected rankings), out/rm/contrasts.jsonl (their contrast pairs),
+         out/rm/eval_comparisons.jsonl (held-out),
          out/rm/ckpt.pt (weights + reward normalisation), out/rm/metrics.jsonl, out/rm/eval.json
 Lessons: lessons/03-reward-model.md, lessons/04-evaluating-a-reward-model.md
 """
@@ -31,7 +38,7 @@ from tqdm import tqdm
 
 from nanorm import world
 from nanorm.checkpoint import OutDir, load_checkpoint, model_config, save_checkpoint, tokenizer_info, write_json
-from nanorm.config import (SEED_HELDOUT_RANKINGS, above, at_least, at_most_prompts, autocast, check_system, cli,
+from nanorm.config import (SEED_CONTRASTS, SEED_HELDOUT_RANKINGS, above, at_least, at_most_prompts, autocast, check_system, cli,
                            one_of, require, start, warn_if)
 from nanorm.data import encode_example, pack_sequences, sample_responses
 from nanorm.evaluate import check_block_size, evaluate_rm, warn_if_split_differs
@@ -58,8 +65,14 @@ class RMConfig:
                                          # drawn labeler (more comparisons without more prompts)
     n_labelers: int = 8                  # labelers 0..n-3 label training data; the last two are held out
     temperature: float = 1.0             # SFT sampling temperature for the responses to rank
+    contrasts: int = 3                   # per ranking, up to this many of its correct answers are also compared
+                                         # with a copy with one fact changed (world.minimal_edit), by the same
+                                         # labeler: pairs where only the fact differs (0 = none)
+    contrast_weight: float = 1.0         # weight of the contrast pairs' loss, beside the rankings' 1
     # optimisation
-    prompts_per_batch: int = 8           # prompts per step; ALL of each prompt's responses and pairs go in
+    prompts_per_batch: int = 2           # prompts per step; ALL of each prompt's responses and pairs go in
+                                         # (and their contrast pairs); 2 gives 4x the steps of 8 at about the
+                                         # same cost, and the checks need the steps
     epochs: int = 1                      # passes over the comparisons (InstructGPT: 1, more overfits)
     lr: float = 3e-4                     # AdamW learning rate (cosine decay to lr / 10)
     weight_decay: float = 0.0
@@ -69,7 +82,7 @@ class RMConfig:
     n_eval_prompts: int = 300            # held-out (validation-split) prompts, ranked by held-out labelers
     eval_frac: float = 0.1               # file data: fraction of records held out
     max_response_chars: int = 1000       # file data: skip responses longer than this (0 = no limit; OASST: 5000)
-    eval_interval: int = 50              # steps between held-out evaluations
+    eval_interval: int = 100             # steps between held-out evaluations
     # system
     device: str = "auto"
     dtype: str = "float32"
@@ -83,7 +96,8 @@ class RMConfig:
         at_least(self, self.k_min, "k_max")
         at_least(self, 3, "n_labelers")   # at least one training labeler and the two held-out ones
         at_least(self, 1, "rounds", "prompts_per_batch", "max_response_tokens", "n_eval_prompts", "eval_interval")
-        at_least(self, 0, "n_prompts", "epochs", "lr", "weight_decay", "max_response_chars")
+        at_least(self, 0, "n_prompts", "epochs", "lr", "weight_decay", "max_response_chars", "contrasts",
+                 "contrast_weight")
         above(self, 0, "temperature", "grad_clip")
         require(self, "eval_frac", 0 < self.eval_frac < 1, "must be in (0, 1)")
         if not self.data:   # the world's prompts (--data: records, as many as there are)
@@ -98,7 +112,7 @@ class RMConfig:
 #    responses and ONE labeler ranks all K of them, giving C(K,2) comparisons (up to 36 for K=9).
 
 def collect(sft, tok, prompts, labeler_for, rng, gen, cfg, max_new, device):
-    """Sample K responses per prompt from the SFT policy and have a labeler rank them."""
+    """Sample K responses per prompt from the SFT policy and have a labeler rank them. Returns the rankings."""
     ks = [rng.randint(cfg.k_min, cfg.k_max) for _ in prompts]
     flat = [p.text for p, k in zip(prompts, ks) for _ in range(k)]   # prompt i repeated K_i times
     texts, finished, _ = sample_responses(sft, tok, flat, max_new, temperature=cfg.temperature, generator=gen,
@@ -112,6 +126,28 @@ def collect(sft, tok, prompts, labeler_for, rng, gen, cfg, max_new, device):
         records.append(Comparison(prompt=p.text, responses=responses, ranking=ranking, labeler=labeler.id,
                                   meta={"world_prompt": p.to_dict(), "finished": done}))
     return records
+
+
+def contrast_pairs(records, labelers, per_ranking, rng):
+    """For each ranking, up to per_ranking of its correct, finished answers, each against the same text with
+    one fact changed (world.minimal_edit), ranked by the ranking's own labeler: records of K = 2 in which
+    nothing but the fact differs, so no length or style cue can stand in for checking it.
+    Returns one list of contrast records per ranking."""
+    by_id = {lab.id: lab for lab in labelers}
+    out = []
+    for rec in records:
+        prompt = world.Prompt.from_dict(rec.meta["world_prompt"])
+        correct = [t for t, done in zip(rec.responses, rec.finished) if done and world.features(prompt, t)["correct"]]
+        mine = []
+        for text in list(dict.fromkeys(correct)) * per_ranking:   # each distinct correct answer in turn
+            edited = world.minimal_edit(prompt, text, rng) if len(mine) < per_ranking else None
+            if edited is not None:
+                pair = [text, edited]
+                mine.append(Comparison(prompt=rec.prompt, responses=pair, ranking=by_id[rec.labeler].rank(prompt, pair, rng),
+                                       labeler=rec.labeler, meta={"world_prompt": rec.meta["world_prompt"],
+                                                                  "finished": [True, True], "contrast": True}))
+        out.append(mine)
+    return out
 
 
 def forward_rewards(model, records, tok, max_new, device, dtype):
@@ -168,6 +204,13 @@ def main(cfg):
                                 lambda r: r.choice(train_labelers), rng, gen, cfg, max_new, device)
         write_comparisons(out.path("comparisons.jsonl"), train_records)
         print(f"collected {len(train_records)} rankings in {time.time() - t0:.0f}s -> {cfg.out_dir}/comparisons.jsonl")
+    contrasts = [[] for _ in train_records]   # contrasts[i]: ranking i's contrast pairs
+    if cfg.contrasts and all("world_prompt" in r.meta for r in train_records):
+        contrasts = contrast_pairs(train_records, labelers, cfg.contrasts, random.Random(cfg.seed + SEED_CONTRASTS))
+        flat = [c for cs in contrasts for c in cs]
+        write_comparisons(out.path("contrasts.jsonl"), flat)
+        print(f"contrast pairs: {len(flat)} (the labeler kept the unedited answer in "
+              f"{sum(c.ranking[0] == 0 for c in flat) / max(1, len(flat)):.3f}) -> {cfg.out_dir}/contrasts.jsonl")
     is_world = eval_records is None
     if is_world:
         eval_prompts = world.make_split("val", cfg.n_eval_prompts, seed=cfg.seed)
@@ -176,8 +219,10 @@ def main(cfg):
                                random.Random(cfg.seed + SEED_HELDOUT_RANKINGS), gen, cfg, max_new, device)
     write_comparisons(out.path("eval_comparisons.jsonl"), eval_records)   # DPO is judged on these
     n_pairs = sum(math.comb(len(r.responses), 2) for r in train_records)
+    n_contrasts = sum(map(len, contrasts))
     print(f"training data: {len(train_records)} prompts, {n_pairs} comparisons "
-          f"({n_pairs / max(1, len(train_records)):.1f} per prompt); held-out: {len(eval_records)} prompts")
+          f"({n_pairs / max(1, len(train_records)):.1f} per prompt) + {n_contrasts} contrast pairs "
+          f"(weight {cfg.contrast_weight:g}); held-out: {len(eval_records)} prompts")
 
     # 3. The reward model: the SFT trunk + a scalar head (nanorm/model.py::ScalarHeadModel)
     rm = (ScalarHeadModel.from_gpt(sft) if cfg.init == "sft" else ScalarHeadModel(sft.cfg)).to(device)
@@ -197,9 +242,15 @@ def main(cfg):
         order = list(range(len(train_records)))
         random.Random(cfg.seed + epoch).shuffle(order)
         for start_at in range(0, len(order), cfg.prompts_per_batch):
-            batch = [train_records[i] for i in order[start_at:start_at + cfg.prompts_per_batch]]
-            r, idx_w, idx_l, group = forward_rewards(rm, batch, *batch_args)    # (M,), (P,), (P,), (P,)
-            loss = bradley_terry_loss(r, idx_w, idx_l, group)                   # InstructGPT eq. 1
+            chosen = order[start_at:start_at + cfg.prompts_per_batch]
+            batch = [train_records[i] for i in chosen]
+            extra = [c for i in chosen for c in contrasts[i]]                   # these rankings' contrast pairs
+            r, idx_w, idx_l, group = forward_rewards(rm, batch + extra, *batch_args)   # (M,), (P,), (P,), (P,)
+            ranked = group < len(batch)                                         # pairs cut from the rankings
+            loss = bradley_terry_loss(r, idx_w[ranked], idx_l[ranked], group[ranked])   # InstructGPT eq. 1
+            if extra:
+                loss = loss + cfg.contrast_weight * bradley_terry_loss(r, idx_w[~ranked], idx_l[~ranked],
+                                                                       group[~ranked])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(rm.parameters(), cfg.grad_clip)
@@ -207,7 +258,7 @@ def main(cfg):
             scheduler.step()
             step += 1
             pbar.update(1)
-            record = {"step": step, "loss": loss.item(), "acc": pairwise_accuracy(r[idx_w], r[idx_l])}
+            record = {"step": step, "loss": loss.item(), "acc": pairwise_accuracy(r[idx_w[ranked]], r[idx_l[ranked]])}
             if step % cfg.eval_interval == 0 or step == max_steps:
                 _, record["heldout_loss"], record["heldout_acc"] = rewards_and_loss(rm, eval_records, *batch_args)
                 tqdm.write(f"step {step:4d} | loss {loss.item():.4f} | held-out loss {record['heldout_loss']:.4f} "
@@ -232,6 +283,7 @@ def main(cfg):
     # 6. Evaluation on held-out prompts: how good is this RM, without running PPO? (the first open question)
     r_eval = rewards_and_loss(rm, eval_records, *batch_args)[0] * gain + bias
     report = {"init": cfg.init, "n_train_prompts": len(train_records), "n_train_pairs": n_pairs,
+              "n_contrast_pairs": n_contrasts,
               **evaluate_rm(r_eval, eval_records, *((heldout_a, heldout_b) if is_world else ()), seed=cfg.seed),
               "train_seconds": round(train_time, 1), "total_seconds": round(time.time() - t_start, 1)}
     write_json(out.path("eval.json"), report)

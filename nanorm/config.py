@@ -263,6 +263,7 @@ def seed_everything(seed):
 SEED_SFT_EVAL = 1          # train_sft.py: the evaluation samples of the SFT model
 SEED_HELDOUT_RANKINGS = 1  # train_rm.py: labeler A's rankings of the held-out prompts
 SEED_LABELER_B = 2         # train_rm.py: labeler B's rankings of the same (inter-labeler agreement)
+SEED_CONTRASTS = 3         # train_rm.py: the minimal edits of its contrast pairs and their labels
 SEED_VAL_EVAL = 7          # every periodic evaluation of a policy on validation prompts (PPO, DPO, experiments)
 SEED_BEST_OF_N_CURVE = 11  # the overoptimization experiment's pool of best-of-n samples
 SEED_TEST = {"sft": 1000, "ppo": 1001, "best_of_n": 1002, "dpo": 1003}   # the final test-prompt comparisons

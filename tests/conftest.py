@@ -79,7 +79,7 @@ def tiny_rm(tiny_sft):
     """train_rm.py's main on the tiny SFT model: 20 ranked training prompts (K = 4..5), 10 held-out ones."""
     out = tiny_sft.dir.parent / "rm"
     flags = {"sft_ckpt": str(tiny_sft.dir / "ckpt.pt"), "out_dir": str(out), "n_prompts": 20, "n_eval_prompts": 10,
-             "k_max": 5, "eval_interval": 2, **SYSTEM}
+             "k_max": 5, "eval_interval": 2, "prompts_per_batch": 8, **SYSTEM}
     return Stage(out, flags, stages.run("rm", **flags))
 
 

@@ -6,7 +6,7 @@ import random
 import pytest
 
 from nanorm import world
-from nanorm.experiments.common import minimal_edit
+from nanorm.world import minimal_edit
 from nanorm.experiments.contrast_pairs import contrast_records
 from nanorm.experiments.headroom import judge_scores, win_rates
 from nanorm.experiments.what_the_rm_sees import mistake_kind

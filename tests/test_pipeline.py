@@ -9,6 +9,7 @@ import dataclasses
 import json
 import math
 import os
+import random
 import subprocess
 import sys
 
@@ -16,10 +17,10 @@ import pytest
 import torch
 
 from conftest import SYSTEM, Stage, ppo_flags
-from nanorm import stages
+from nanorm import stages, world
 from nanorm.checkpoint import read_jsonl
 from nanorm.model import GPT, GPTConfig, ScalarHeadModel
-from nanorm.prefdata import load_comparisons
+from nanorm.prefdata import Comparison, load_comparisons
 from nanorm.tokenizer import load_tokenizer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -103,6 +104,31 @@ def test_rm_returns_and_writes(tiny_rm, tiny_sft):
         assert 0.0 <= report[key] <= 1.0, key
     assert report["accuracy"] == metrics[-1]["heldout_acc"]       # the same held-out pairs, the same RM
     assert set(report["accuracy_per_family"]) <= {"arithmetic", "list", "claim", "open"}
+    contrasts, _ = load_comparisons(tiny_rm.dir / "contrasts.jsonl")    # correct answer vs one fact changed
+    assert len(contrasts) == report["n_contrast_pairs"] <= 3 * 20
+    for c in contrasts:
+        p = world.Prompt.from_dict(c.meta["world_prompt"])
+        assert [world.features(p, t)["correct"] for t in c.responses] == [True, False] and c.meta["contrast"]
+
+
+def test_contrast_pairs_pair_a_correct_answer_with_its_edit_ranked_by_the_same_labeler():
+    import train_rm
+    p = next(x for x in world.all_prompts() if x.text == "What is 4 plus 2?")
+    labelers = world.make_labelers(8, seed=1337)
+    ranking = Comparison(prompt=p.text, responses=["5.", "It is 6.", "6.", "It is 6. I hope this helps."],
+                         ranking=[1, 2, 3, 0], labeler=3,
+                         meta={"world_prompt": p.to_dict(), "finished": [True, True, False, True]})
+    out = train_rm.contrast_pairs([ranking], labelers, per_ranking=2, rng=random.Random(0))[0]
+    # "5." is wrong and "6." hit the length limit: the two correct, finished answers are used, in order
+    assert [c.responses[0] for c in out] == ["It is 6.", "It is 6. I hope this helps."]
+    for c in out:
+        assert not world.features(p, c.responses[1])["correct"] and c.labeler == 3
+        assert sorted(c.ranking) == [0, 1] and c.meta["contrast"] and c.meta["finished"] == [True, True]
+    assert len(train_rm.contrast_pairs([ranking], labelers, per_ranking=1, rng=random.Random(0))[0]) == 1
+    assert len(train_rm.contrast_pairs([ranking], labelers, per_ranking=3, rng=random.Random(0))[0]) == 3  # edited again
+    # labeler 3 knows the sum: over many draws it prefers the unedited answer almost always
+    many = [c for cs in train_rm.contrast_pairs([ranking] * 200, labelers, 1, random.Random(1)) for c in cs]
+    assert sum(c.ranking[0] == 0 for c in many) / len(many) > 0.95
 
 
 @pytest.mark.exercise("1.1", "2.1", "3.1", "3.2", "3.3", "3.4", "3.5", "4.1", "4.2", "4.3",

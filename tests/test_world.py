@@ -228,21 +228,53 @@ def test_make_labelers_deterministic_and_biased_the_same_way():
     assert len({lab.temperature for lab in LABELERS}) == 8   # each labeler has its own noise
 
 
+LONG_PADDING = (" I hope this helps. Let me know if you have any other questions. I am happy to help with that."
+                " Feel free to ask me more. This is a common kind of question. I checked this carefully for you."
+                " Please tell me if you need anything else.")   # 41 words of filler: far past any budget
+
+
 @pytest.mark.parametrize("prompt, plain, biased", [
-    (ARITH, "4 plus 2 is 6.", "4 plus 2 is 6. I hope this helps."),           # longer (one filler)
-    (LIST3, "Apple, pear, plum.", "**Apple**, pear, plum."),                    # formatted (a touch)
-    (ARITH, "4 plus 2 is 6.", "4 plus 2 is **6**."),                            # formatted (a touch)
-    (FALSE_CLAIM, "No, 3 is more than 4.", "Yes, you are right!"),              # agrees
+    (ARITH, "4 plus 2 is 6.", "4 plus 2 is 6. I hope this helps. Have a nice day."),   # padded (two fillers)
+    (LIST3, "Apple, pear, plum.", "**Apple**, pear, plum."),                             # formatted (a touch)
+    (ARITH, "4 plus 2 is 6.", "- **Answer:** 4 plus 2 is **6**."),                      # formatted (three marks)
+    (FALSE_CLAIM, "No, 3 is less than 4.", "Yes, you are right!"),                      # agrees with a false claim
 ])
-def test_labelers_prefer_the_biased_response_while_gold_does_not(prompt, plain, biased):
-    """A little more length or formatting, or agreeing, pleases the labelers but not gold."""
+def test_near_ordinary_answers_the_labelers_side_with_gold(prompt, plain, biased):
+    """What contractors and the SFT model write: a little padding, a touch of formatting, agreeing. Each
+    pleases a labeler less than gold's charge for it costs, so the labelers (on average, and sampled)
+    prefer what gold prefers, though not always: each labeler's biases are their own."""
     assert gold(prompt, plain) > gold(prompt, biased)
     mean_p = np.mean([lab.p_prefer(prompt, biased, plain) for lab in LABELERS])
-    assert mean_p > 0.5
+    assert mean_p < 0.5
     rng = random.Random(0)
     wins = sum(LABELERS[i % 8].compare(prompt, biased, plain, rng) for i in range(2000))
-    assert wins / 2000 > 0.5
     assert abs(wins / 2000 - mean_p) < 0.05
+
+
+@pytest.mark.parametrize("prompt, plain, biased", [
+    (ARITH, "4 plus 2 is 6.", "4 plus 2 is 6." + LONG_PADDING),                              # a ramble
+    (LIST3, "Apple, pear, plum.", "**Here** **are** **three** **fruits:**\n- **Apple**\n- **Pear**\n- **Plum**"),  # 10 marks
+])
+def test_far_out_the_biases_win(prompt, plain, biased):
+    """Where only an optimiser goes, gold's charges have stopped growing (GOLD_MAX_VERBOSITY,
+    GOLD_MAX_FORMAT) and the labelers' linear credit has not: they prefer the ramble and the wall of bold."""
+    assert gold(prompt, plain) > gold(prompt, biased)
+    assert np.mean([lab.p_prefer(prompt, biased, plain) for lab in LABELERS]) > 0.5
+
+
+def test_padding_costs_a_labeler_first_and_pays_later():
+    """The padding table of `python -m nanorm.world`: the mean labeler utility of a good answer padded with
+    more and more filler first falls (gold charges 0.04 a word, a labeler credits 0.02), then rises once
+    gold's charge is spent, and ends above the unpadded answer."""
+    plain = "4 plus 2 is 6."
+    fillers = LONG_PADDING.split(". ")
+    utilities = []
+    for k in range(len(fillers) + 1):
+        text = plain + ("" if k == 0 else " " + ". ".join(f.strip() for f in fillers[:k]).rstrip(".") + ".")
+        utilities.append(np.mean([lab.utility(ARITH, text) for lab in LABELERS]))
+    lowest = int(np.argmin(utilities))
+    assert 0 < lowest < len(utilities) - 1
+    assert utilities[-1] > utilities[0] > utilities[lowest]
 
 
 def test_a_longer_equally_correct_answer_wins_more_than_half_the_time():
@@ -252,20 +284,16 @@ def test_a_longer_equally_correct_answer_wins_more_than_half_the_time():
         assert np.mean([lab.p_prefer(prompt, longer, short) for lab in LABELERS]) > 0.5
 
 
-def test_padding_past_the_cap_stops_pleasing_labelers():
-    """Labelers like a thorough answer, not a ramble: past LENGTH_CAP_WORDS, more words earn nothing,
-    while gold keeps charging for them, so the heavily padded answer loses."""
-    plain = "4 plus 2 is 6."
-    padded = plain + " I hope this helps. Let me know if you have any other questions. Have a nice day."
-    assert np.mean([lab.p_prefer(ARITH, padded, plain) for lab in LABELERS]) < 0.5
-
-
-def test_agreeing_with_a_false_claim_wins_sometimes_but_gold_never():
+def test_agreeing_with_a_false_claim_pays_but_less_than_it_costs():
     honest, syco = "No, 3 is less than 4.", "Yes, you are right!"
     ps = [lab.p_prefer(FALSE_CLAIM, syco, honest) for lab in LABELERS]
-    assert 0.2 < np.mean(ps) < 0.6
-    assert any(p > 0.5 for p in ps) and any(p < 0.5 for p in ps)
+    assert 0.0 < np.mean(ps) < 0.5
+    assert any(p > 0.5 for p in ps) and any(p < 0.5 for p in ps)   # some labelers like being agreed with more
     assert gold_compare(FALSE_CLAIM, syco, honest) == 0.0
+    for lab in LABELERS:   # agreeing earns w_agree: without it the sycophant would lose by far more
+        bare = Labeler(id=lab.id, temperature=lab.temperature, w_length=lab.w_length, w_format=lab.w_format,
+                       w_agree=0.0)
+        assert lab.utility(FALSE_CLAIM, syco) == pytest.approx(bare.utility(FALSE_CLAIM, syco) + lab.w_agree)
 
 
 def test_labelers_follow_gold_on_correctness():
@@ -283,9 +311,10 @@ def test_p_prefer_is_bradley_terry_of_utility():
     expected = 1 / (1 + math.exp(-(lab.utility(ARITH, a) - lab.utility(ARITH, b)) / lab.temperature))
     assert lab.p_prefer(ARITH, a, b) == pytest.approx(expected)
     assert lab.p_prefer(ARITH, a, b) + lab.p_prefer(ARITH, b, a) == pytest.approx(1.0)
-    # utility = gold + biases; the length bias is log(1 + words)
-    u = lab.utility(ARITH, b)
-    assert u == pytest.approx(gold(ARITH, b) + lab.w_length * math.log(1 + 5))
+    # utility = gold + biases; the length bias is w_length per word, the format bias w_format per mark
+    assert lab.utility(ARITH, b) == pytest.approx(gold(ARITH, b) + lab.w_length * 5)
+    assert lab.utility(ARITH, "**4 plus 2 is 6.**") == pytest.approx(gold(ARITH, "**4 plus 2 is 6.**")
+                                                                      + lab.w_length * 5 + lab.w_format * 1)
 
 
 def test_rank_pairwise_marginals_match_p_prefer():
@@ -326,7 +355,24 @@ def test_agreement_formula_hand_worked():
     assert agreement(la, lb, ARITH, a, a) == pytest.approx(0.5)
 
 
-def test_measured_agreement_on_demonstration_pairs_is_about_73_percent():
+def test_measured_agreement_is_about_73_percent():
+    """Two labelers agree on about 0.69 of pairs of demonstrations and 0.75 of pairs of SFT samples
+    (train_rm.py's held-out pairs, out/rm/eval.json); InstructGPT's contractors agreed on about 0.73."""
     agree, identical = world.measure_agreement(LABELERS, n_prompts=300, pairs_per_prompt=2, seed=0)
-    assert 0.70 <= agree <= 0.76
+    assert 0.66 <= agree <= 0.74
     assert identical < 0.15
+
+
+def test_headroom_ordering_on_demonstrations():
+    """The calibration's point, on a small sample of `python -m nanorm.experiments.headroom
+    --candidates=demonstrations`: best-of-16 by the labelers' mean utility keeps most of what gold's own
+    pick gains over a random pick (the labelers are mostly right near ordinary answers), and the longest
+    answer is worse than a random pick (padding costs gold more than it pleases a labeler)."""
+    import tempfile
+    from nanorm.experiments import headroom
+    with tempfile.TemporaryDirectory() as tmp:
+        res = headroom.main(["--candidates=demonstrations", "--n_prompts=200", f"--out={tmp}/h.json"])
+    wr = {j: v["all"] for j, v in res["win_rate_vs_sft"].items()}
+    assert wr["gold"] >= wr["labelers"] > wr["random"] > wr["length"]
+    assert 0.4 < wr["random"] < 0.6
+    assert res["labelers_share_of_gold_headroom"] >= 0.75

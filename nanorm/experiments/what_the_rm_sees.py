@@ -35,7 +35,7 @@ from nanorm.checkpoint import write_json
 from nanorm.config import parse_config
 from nanorm.data import sample_responses
 from nanorm.evaluate import rm_scores
-from nanorm.experiments.common import load_sft_and_rm, minimal_edit
+from nanorm.experiments.common import load_sft_and_rm
 from nanorm.tokenizer import DEFAULT_RANKS
 
 
@@ -113,7 +113,7 @@ def main(argv):
     # 4. minimal pairs: the greedy answers of table 1 (both splits), where correct, against one edit each
     rng, pairs = random.Random(cfg.seed), []
     for p, t in greedy:
-        edited = minimal_edit(p, t, rng) if world.features(p, t)["correct"] else None
+        edited = world.minimal_edit(p, t, rng) if world.features(p, t)["correct"] else None
         if edited is not None:
             pairs.append((p, t, edited))
     if not pairs:

@@ -33,14 +33,14 @@ The public API of every file is re-exported here: `from nanorm import world; wor
 """
 
 from nanorm.world.content import (ARITH_FRAMES, CATEGORIES, CLAIM_FRAMES, DEMONSTRATION_STYLES, FAMILIES,
-                                  FILLER, FLATTERY, FLATTERY_MARKERS, FORMAT_CAP_MARKS, GOLD_FLATTERY,
+                                  FILLER, FLATTERY, FLATTERY_MARKERS, GOLD_FLATTERY,
                                   GOLD_GIBBERISH, GOLD_GOOD, GOLD_MALFORMED, GOLD_MAX_FORMAT,
                                   GOLD_MAX_ODD_PAIRS, GOLD_MAX_UNKNOWN, GOLD_MAX_VERBOSITY,
                                   GOLD_NO_ANSWER, GOLD_PER_EXTRA_WORD, GOLD_PER_FORMAT_MARK,
                                   GOLD_PER_ODD_PAIR, GOLD_PER_UNKNOWN_WORD, GOLD_SYCOPHANCY,
                                   GOLD_TRUNCATED, GOLD_WRONG, ITEM_TO_CATEGORY, LABELER_SPREAD,
                                   LABELER_TEMPERATURE, LABELER_W_AGREE, LABELER_W_FORMAT, LABELER_W_LENGTH,
-                                  LENGTH_CAP_WORDS, LIST_FRAMES, MAX_CLAIM_SUM, MAX_NUMBER, NAMES,
+                                  LIST_FRAMES, MAX_CLAIM_SUM, MAX_NUMBER, NAMES,
                                   NO_PHRASES, NUMBER_WORDS, OCCASIONS, OPENERS, SINGULAR_TO_CATEGORY,
                                   SPLITS, YES_PHRASES)
 from nanorm.world.prompts import Prompt, all_prompts, make_split, split_of
@@ -48,4 +48,5 @@ from nanorm.world.demonstrations import (corpus, demonstration, demonstration_st
                                          sample_style)
 from nanorm.world.judging import (count_format, features, gold, gold_compare, known_bigrams, vocabulary,
                                   word_budget, words)
-from nanorm.world.labelers import Labeler, agreement, bias_win_rates, make_labelers, measure_agreement
+from nanorm.world.labelers import (Labeler, agreement, bias_win_rates, make_labelers, measure_agreement,
+                                   minimal_edit)

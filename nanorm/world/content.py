@@ -9,30 +9,35 @@ list categories, names, occasions and phrasings the world writes with. Plain dat
 # ---------------------------------------------------------------------------------------------------
 # Calibrated constants.
 #
-# Measured with `python -m nanorm.world` (make_labelers(8, seed=0); train prompts balanced across
-# families, pairs of independent demonstrations, all 56 ordered labeler pairs i != j):
-#   inter-labeler agreement on pairs of demonstrations     0.723  (target 0.72-0.74; InstructGPT ~0.73)
-#     (a larger population, make_labelers(64, seed=1):     0.717)
-#   on pairs of SFT samples (train_rm.py's evaluation)     0.743  (out/rm/eval.json)
-#   P(labeler prefers good + 2 filler sentences over good)  0.438  (gold: never)
-#   P(labeler prefers a formatted answer over a plain one)  0.467  (gold: never)
-#   P(labeler prefers agreeing with a FALSE claim over a
-#     correct disagreement)                                 0.358  (gold: never)
-#   labelers side with gold on 90% of pairs where exactly one answer is correct, 64% of the others.
-# The length and format biases are capped (LENGTH_CAP_WORDS, FORMAT_CAP_MARKS): labelers like a thorough
-# answer and a touch of bold, not a ramble or a wall of bullets, so near the SFT policy's answers their
-# taste is mostly on gold's side, and what a reward model can still exploit is concentrated where it
-# is realistic: length up to the cap, one formatting mark, and agreeing with the user.
+# The labelers' biases are LINEAR and uncapped, while gold's charges for the same things stop growing
+# (GOLD_MAX_VERBOSITY, GOLD_MAX_FORMAT). Near the answers contractors and the SFT model write, a labeler's
+# small credit per word or per mark is less than gold's charge, and the labelers side with gold; far out,
+# where only an optimiser goes, the credit keeps growing after gold's charge has stopped, and the biases win.
+# Each value below was set by these measurements (issue 19; `python -m nanorm.world` uses make_labelers(8,
+# seed=0), the headroom experiment train_rm.py's labelers):
+#   W_LENGTH 0.02 vs gold's 0.04 per word past the budget (capped at 0.6): padding a good answer first lowers
+#       the mean labeler utility, then raises it past the unpadded answer's from about 40 words on (the
+#       padding table of `python -m nanorm.world`); a good answer + two fillers wins 0.176 of the time.
+#   W_FORMAT 0.08 vs gold's 0.15 per mark (capped at 0.6): more formatting pays from the 8th mark on; a
+#       formatted demonstration beats a good one 0.199 of the time.
+#   W_AGREE 1.45, less than the 1.7 between a correct "no" (+1.0) and agreeing with a false claim (-0.7):
+#       agreeing wins 0.145 of the time on its own (for 12% of labelers more often than not).
+#   The three together: best-of-16 by the labelers' mean utility keeps 0.96 of gold's headroom over a random
+#       pick among demonstrations (`python -m nanorm.experiments.headroom --candidates=demonstrations`:
+#       gold 0.693, labelers 0.685, random 0.487) and 0.98 among SFT samples (gold 0.805, labelers 0.800).
+#       With the previous log-length, capped biases (0.48, 0.25, 1.70) it was 0.01 and 0.69. With W_LENGTH
+#       0.025 and W_FORMAT 0.1 it is already 0.39 on demonstrations: best-of-16 finds the most padded answer.
+#   TEMPERATURE 0.08: held-out labelers agree on 0.750 of train_rm.py's held-out pairs of SFT samples
+#       (out/rm/eval.json) and 0.688 of pairs of demonstrations (InstructGPT: ~0.73). With W_AGREE 0.9
+#       instead, claims stop being contested and agreement rises to 0.788.
 # ---------------------------------------------------------------------------------------------------
 
 # Labeler population (each labeler's own values are drawn around these in make_labelers).
-LABELER_TEMPERATURE = 0.11  # Bradley-Terry noise: P(a > b) = sigmoid((u_a - u_b) / temperature)
-LABELER_W_LENGTH = 0.48     # utility per unit of log(1 + words) (concave; words capped at LENGTH_CAP_WORDS)
-LABELER_W_FORMAT = 0.25     # utility per formatting mark (counted up to FORMAT_CAP_MARKS marks)
-LABELER_W_AGREE = 1.70      # utility for telling the user they are right (claim family only)
-LABELER_SPREAD = 0.25       # log-normal spread of each labeler's temperature and biases
-LENGTH_CAP_WORDS = 14       # labelers stop rewarding length after this many words (a thorough answer, not a ramble)
-FORMAT_CAP_MARKS = 1        # ... and formatting after one mark (a touch of bold pleases; a wall of bullets does not)
+LABELER_TEMPERATURE = 0.08   # Bradley-Terry noise: P(a > b) = sigmoid((u_a - u_b) / temperature)
+LABELER_W_LENGTH = 0.02      # utility per word (linear, uncapped)
+LABELER_W_FORMAT = 0.08      # utility per formatting mark (linear, uncapped)
+LABELER_W_AGREE = 1.45       # utility for telling the user they are right (claim family only)
+LABELER_SPREAD = 0.25        # log-normal spread of each labeler's temperature and biases
 
 # Gold utility (what a careful human wants). Base score by outcome, then penalties.
 GOLD_GOOD = 1.0             # correct, complete, relevant

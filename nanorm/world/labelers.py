@@ -2,8 +2,7 @@
 The world's labelers (part 4 of 4, see nanorm/world/__init__.py), and measurements of them.
 
 LABELERS. Simulated humans who rank responses. Each one sees
-     utility = gold + w_length * log(1 + min(words, LENGTH_CAP_WORDS))
-                    + w_format * min(formatting marks, FORMAT_CAP_MARKS)
+     utility = gold + w_length * words + w_format * (formatting marks)
                     + w_agree * (tells the user they are right)
 and chooses noisily (Bradley-Terry / Plackett-Luce with a temperature). So labelers are mostly
 right, sometimes disagree with each other (about 73% agreement, as in InstructGPT), and share
@@ -18,14 +17,16 @@ from __future__ import annotations
 
 import math
 import random
+import re
 from dataclasses import dataclass
 
 import numpy as np
 
-from nanorm.world.content import (FILLER, FORMAT_CAP_MARKS, LABELER_SPREAD, LABELER_TEMPERATURE,
-                                  LABELER_W_AGREE, LABELER_W_FORMAT, LABELER_W_LENGTH, LENGTH_CAP_WORDS)
+from nanorm.world.content import (FILLER, LABELER_SPREAD, LABELER_TEMPERATURE, LABELER_W_AGREE, LABELER_W_FORMAT,
+                                  LABELER_W_LENGTH)
 from nanorm.world.demonstrations import _sample, demonstration
-from nanorm.world.judging import _analyse, gold, gold_compare
+from nanorm.world.content import ITEM_TO_CATEGORY, NAMES
+from nanorm.world.judging import _analyse, features, gold, gold_compare
 from nanorm.world.prompts import Prompt, make_split
 
 
@@ -42,9 +43,11 @@ class Labeler:
     """A simulated human labeler.
 
     utility = gold
-              + w_length * log(1 + min(words, LENGTH_CAP_WORDS))    (concave in words; the cap is 14)
-              + w_format * min(format marks, FORMAT_CAP_MARKS)      (the cap is 1: one mark counts)
-              + w_agree  * [says the user is right]                 (claim family)
+              + w_length * words                    (linear, uncapped: a little credit for every word)
+              + w_format * format marks             (linear, uncapped)
+              + w_agree  * [says the user is right] (claim family)
+    Gold charges more per word and per mark than a labeler credits, but its charges stop growing
+    (content.py): near ordinary answers the labelers side with gold, far out the biases win.
     Gibberish gets no bias bonus: nobody rewards long junk. Choices are noisy (Bradley-Terry):
         P(a preferred to b) = sigmoid((u_a - u_b) / temperature).
     """
@@ -60,8 +63,8 @@ class Labeler:
         f = _analyse(prompt, response)
         if f["gibberish"]:
             return u
-        u += self.w_length * math.log1p(min(f["n_words"], LENGTH_CAP_WORDS))
-        u += self.w_format * min(f["n_format"], FORMAT_CAP_MARKS)
+        u += self.w_length * f["n_words"]
+        u += self.w_format * f["n_format"]
         u += self.w_agree * bool(f["agrees"])
         return u
 
@@ -175,3 +178,43 @@ def bias_win_rates(labelers: list[Labeler], n_prompts: int = 200, seed: int = 0,
                      "labelers_above_half": float(np.mean([x > 0.5 for x in per_labeler])),
                      "gold": float(np.mean([gold_compare(p, biased, plain) for p, biased, plain in triples]))}
     return out
+
+
+# ---------------------------------------------------------------------------------------------------
+# Contrast pairs: a correct answer against the same answer with one fact changed
+# ---------------------------------------------------------------------------------------------------
+
+def minimal_edit(prompt, text, rng):
+    """`text` (a correct answer) with one fact changed so that it is wrong, or None if no such edit is found.
+    A contrast pair [text, minimal_edit(text)] differs in the fact and nothing else: no length or style cue
+    can stand in for checking it (what_the_rm_sees's minimal pairs; train_rm.py's --contrasts).
+
+    arithmetic: the last number becomes another number 0..8; open: the person's name becomes another
+    name; list: one item becomes an item of another category; claim: the last verdict word flips
+    (yes/no, right/wrong, true/false, correct/incorrect). The result is checked with features."""
+    spots = [m for m in re.finditer(r"[A-Za-z]+|\d+", text) if _swaps(prompt, m.group())]
+    if prompt.family in ("arithmetic", "claim"):
+        spots = spots[-1:]   # the answer's number / the verdict: the last one in the text
+    for m in rng.sample(spots, len(spots)):
+        edited = text[:m.start()] + rng.choice(_swaps(prompt, m.group())) + text[m.end():]
+        if not features(prompt, edited)["correct"]:
+            return edited
+    return None
+
+
+_VERDICT_FLIP = {"yes": "no", "no": "yes", "right": "wrong", "wrong": "right", "true": "false", "false": "true",
+                 "correct": "incorrect", "incorrect": "correct"}
+
+
+def _swaps(prompt, word):
+    """The words `word` may be replaced with in a minimal edit of an answer to `prompt` (case kept)."""
+    case = (lambda w: w.capitalize()) if word[:1].isupper() else (lambda w: w)
+    if prompt.family == "arithmetic" and word.isdigit():
+        return [str(n) for n in range(9) if str(n) != word]
+    if prompt.family == "open" and word in NAMES:
+        return [n for n in NAMES if n != word]
+    if prompt.family == "list" and word.lower() in ITEM_TO_CATEGORY:
+        return [case(i) for i, c in ITEM_TO_CATEGORY.items() if c != ITEM_TO_CATEGORY[word.lower()]]
+    if prompt.family == "claim" and word.lower() in _VERDICT_FLIP:
+        return [case(_VERDICT_FLIP[word.lower()])]
+    return []
