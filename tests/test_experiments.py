@@ -7,7 +7,6 @@ import pytest
 
 from nanorm import world
 from nanorm.world import minimal_edit
-from nanorm.experiments.contrast_pairs import contrast_records
 from nanorm.experiments.headroom import judge_scores, win_rates
 from nanorm.experiments.what_the_rm_sees import mistake_kind
 from nanorm.prefdata import Comparison
@@ -27,19 +26,22 @@ def test_each_judge_picks_its_favourite_and_gold_judges_the_pick():
     labelers = world.make_labelers(8, seed=1337)[:-2]
     cands = [CORRECT, PADDED, LONG_WRONG]
     # gold: 1.0 for the bare answer, 1 - 0.04 * 13 for the padded one (18 words, budget 5), below -0.3 for
-    # the wrong one; the labelers like the padding more than they dislike its gold cost; length is length
+    # the wrong one; the labelers like the padding less than its gold cost (0.02 a word against 0.04);
+    # length is length
     assert world.gold(p, CORRECT) == 1.0 and world.gold(p, PADDED) == pytest.approx(0.48)
     assert judge_scores("length", p, cands, [True] * 3) == [1, 18, 19]
     lab = judge_scores("labelers", p, cands, [True] * 3, labelers)
-    assert lab[1] > lab[0] > lab[2]
+    assert lab[0] > lab[1] > lab[2]
 
     # against a wrong baseline every correct pick wins; the longest (wrong, padded) answer loses
     wins = win_rates([p], [cands], [[True] * 3], ["5."], [True], labelers, [[0.1, 0.5, 0.2]])
     assert wins == {"gold": [1.0], "labelers": [1.0], "rm": [1.0], "length": [0.0]}
-    # against the bare correct answer: gold can only tie; the labelers' padded pick loses; the RM's scores
-    # tie at the top and the first candidate is taken
+    # against the bare correct answer: gold and the labelers can only tie; the RM's scores tie at the top
+    # and the first candidate is taken; the RM that prefers the padded answer loses
     wins = win_rates([p], [cands], [[True] * 3], [CORRECT], [True], labelers, [[0.9, 0.1, 0.9]])
-    assert wins == {"gold": [0.5], "labelers": [0.0], "rm": [0.5], "length": [0.0]}
+    assert wins == {"gold": [0.5], "labelers": [0.5], "rm": [0.5], "length": [0.0]}
+    wins = win_rates([p], [cands], [[True] * 3], [CORRECT], [True], labelers, [[0.1, 0.9, 0.2]])
+    assert wins["rm"] == [0.0]
 
 
 def test_a_truncated_candidate_is_judged_as_truncated():
@@ -81,24 +83,6 @@ def test_minimal_edit_changes_one_fact_and_makes_the_answer_wrong():
     assert {world.ITEM_TO_CATEGORY[w.lower()] for w in world.words(edited) if w.lower() in world.ITEM_TO_CATEGORY} \
         != {"fruits"}
     assert minimal_edit(arith, "I do not know.", rng) is None                  # nothing to change
-
-
-def test_contrast_records_pair_a_correct_answer_with_its_edit_ranked_by_the_same_labeler():
-    p = prompt("What is 4 plus 2?")
-    labelers = world.make_labelers(8, seed=1337)
-    ranking = Comparison(prompt=p.text, responses=["5.", "It is 6.", "6.", "It is 6. I hope this helps."],
-                         ranking=[1, 2, 3, 0], labeler=3,
-                         meta={"world_prompt": p.to_dict(), "finished": [True, True, False, True]})
-    out = contrast_records([ranking], labelers, per_ranking=2, rng=random.Random(0))
-    # "5." is wrong and "6." hit the length limit: the two correct, finished answers are used, in order
-    assert [c.responses[0] for c in out] == ["It is 6.", "It is 6. I hope this helps."]
-    for c in out:
-        assert not world.features(p, c.responses[1])["correct"] and c.labeler == 3
-        assert sorted(c.ranking) == [0, 1] and c.meta["contrast"] and c.meta["finished"] == [True, True]
-    assert len(contrast_records([ranking], labelers, per_ranking=1, rng=random.Random(0))) == 1
-    # labeler 3 knows the sum: over many draws it prefers the unedited answer almost always
-    many = contrast_records([ranking] * 200, labelers, per_ranking=1, rng=random.Random(1))
-    assert sum(c.ranking[0] == 0 for c in many) / len(many) > 0.95
 
 
 def test_headroom_on_demonstrations_needs_no_model(tmp_path):

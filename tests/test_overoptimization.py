@@ -141,8 +141,3 @@ def test_overoptimization_smoke(tmp_path, tiny_sft):
     seen = json.load(open(tmp_path / "seen.json"))
     assert set(seen["greedy_correct"]) == {"train", "test"} and "all" in seen["pair_kinds"]
     assert sum(v["n"] for k, v in seen["pair_kinds"].items() if k != "all") == seen["pair_kinds"]["all"]["n"]
-    out = run("nanorm.experiments.contrast_pairs", f"--comparisons={tmp_path}/rm/comparisons.jsonl",
-              f"--sft_ckpt={tmp_path}/sft/ckpt.pt", f"--out_dir={tmp_path}/contrast", "--train=false", module=True)
-    rankings = read_jsonl(tmp_path / "contrast" / "rankings" / "train_comparisons.jsonl")
-    both = read_jsonl(tmp_path / "contrast" / "with_contrasts" / "train_comparisons.jsonl")
-    assert both[:len(rankings)] == rankings and all(len(r["responses"]) == 2 for r in both[len(rankings):])

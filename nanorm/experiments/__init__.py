@@ -6,7 +6,6 @@ takes `--key=value` flags like the scripts, and writes its numbers (JSON) and fi
                        with the Gao et al. (2022) functional forms fitted to the gold curves
     rm_data_curve      SFT vs random initialisation of the RM, against the amount of data
     what_the_rm_sees   the RM's accuracy by kind of pair: style, fact, minimal pairs
-    contrast_pairs     teach the RM a check with contrast pairs, and see what that buys
     headroom           best-of-n against four judges: what the labelers' biases and the RM cost
 
 Not experiments, but their parts: gao.py (the Gao et al. maths), overoptimization_report.py,
