@@ -38,8 +38,8 @@ from tqdm import tqdm
 
 from nanorm import world
 from nanorm.checkpoint import OutDir, load_checkpoint, model_config, save_checkpoint, tokenizer_info, write_json
-from nanorm.config import (SEED_CONTRASTS, SEED_HELDOUT_RANKINGS, above, at_least, at_most_prompts, autocast, check_system, cli,
-                           one_of, require, start, warn_if)
+from nanorm.config import (SEED_CONTRASTS, SEED_HELDOUT_RANKINGS, above, at_least, at_most_prompts, autocast,
+                           check_system, cli, one_of, require, start, warn_if)
 from nanorm.data import encode_example, pack_sequences, sample_responses
 from nanorm.evaluate import check_block_size, evaluate_rm, warn_if_split_differs
 from nanorm.model import GPT, ScalarHeadModel
@@ -137,15 +137,17 @@ def contrast_pairs(records, labelers, per_ranking, rng):
     out = []
     for rec in records:
         prompt = world.Prompt.from_dict(rec.meta["world_prompt"])
-        correct = [t for t, done in zip(rec.responses, rec.finished) if done and world.features(prompt, t)["correct"]]
+        correct = [t for t, done in zip(rec.responses, rec.finished)
+                   if done and world.features(prompt, t)["correct"]]
         mine = []
         for text in list(dict.fromkeys(correct)) * per_ranking:   # each distinct correct answer in turn
             edited = world.minimal_edit(prompt, text, rng) if len(mine) < per_ranking else None
             if edited is not None:
                 pair = [text, edited]
-                mine.append(Comparison(prompt=rec.prompt, responses=pair, ranking=by_id[rec.labeler].rank(prompt, pair, rng),
-                                       labeler=rec.labeler, meta={"world_prompt": rec.meta["world_prompt"],
-                                                                  "finished": [True, True], "contrast": True}))
+                ranking = by_id[rec.labeler].rank(prompt, pair, rng)
+                mine.append(Comparison(prompt=rec.prompt, responses=pair, ranking=ranking, labeler=rec.labeler,
+                                       meta={"world_prompt": rec.meta["world_prompt"], "finished": [True, True],
+                                             "contrast": True}))
         out.append(mine)
     return out
 
@@ -204,13 +206,14 @@ def main(cfg):
                                 lambda r: r.choice(train_labelers), rng, gen, cfg, max_new, device)
         write_comparisons(out.path("comparisons.jsonl"), train_records)
         print(f"collected {len(train_records)} rankings in {time.time() - t0:.0f}s -> {cfg.out_dir}/comparisons.jsonl")
-    contrasts = [[] for _ in train_records]   # contrasts[i]: ranking i's contrast pairs
+    contrasts = [[] for _ in train_records]   # contrasts[i]: ranking i's contrast pairs (world rankings only)
     if cfg.contrasts and all("world_prompt" in r.meta for r in train_records):
         contrasts = contrast_pairs(train_records, labelers, cfg.contrasts, random.Random(cfg.seed + SEED_CONTRASTS))
-        flat = [c for cs in contrasts for c in cs]
-        write_comparisons(out.path("contrasts.jsonl"), flat)
+    flat = [c for cs in contrasts for c in cs]
+    write_comparisons(out.path("contrasts.jsonl"), flat)
+    if flat:
         print(f"contrast pairs: {len(flat)} (the labeler kept the unedited answer in "
-              f"{sum(c.ranking[0] == 0 for c in flat) / max(1, len(flat)):.3f}) -> {cfg.out_dir}/contrasts.jsonl")
+              f"{sum(c.ranking[0] == 0 for c in flat) / len(flat):.3f}) -> {cfg.out_dir}/contrasts.jsonl")
     is_world = eval_records is None
     if is_world:
         eval_prompts = world.make_split("val", cfg.n_eval_prompts, seed=cfg.seed)

@@ -22,10 +22,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nanorm.world.content import (FILLER, LABELER_SPREAD, LABELER_TEMPERATURE, LABELER_W_AGREE, LABELER_W_FORMAT,
-                                  LABELER_W_LENGTH)
+from nanorm.world.content import (FILLER, ITEM_TO_CATEGORY, LABELER_SPREAD, LABELER_TEMPERATURE, LABELER_W_AGREE,
+                                  LABELER_W_FORMAT, LABELER_W_LENGTH, NAMES)
 from nanorm.world.demonstrations import _sample, demonstration
-from nanorm.world.content import ITEM_TO_CATEGORY, NAMES
 from nanorm.world.judging import _analyse, features, gold, gold_compare
 from nanorm.world.prompts import Prompt, make_split
 
