@@ -141,7 +141,9 @@ def contrast_pairs(records, labelers, per_ranking, rng):
                    if done and world.features(prompt, t)["correct"]]
         mine = []
         for text in list(dict.fromkeys(correct)) * per_ranking:   # each distinct correct answer in turn
-            edited = world.minimal_edit(prompt, text, rng) if len(mine) < per_ranking else None
+            if len(mine) == per_ranking:
+                break
+            edited = world.minimal_edit(prompt, text, rng)
             if edited is not None:
                 pair = [text, edited]
                 ranking = by_id[rec.labeler].rank(prompt, pair, rng)

@@ -228,9 +228,10 @@ def test_make_labelers_deterministic_and_biased_the_same_way():
     assert len({lab.temperature for lab in LABELERS}) == 8   # each labeler has its own noise
 
 
-LONG_PADDING = (" I hope this helps. Let me know if you have any other questions. I am happy to help with that."
-                " Feel free to ask me more. This is a common kind of question. I checked this carefully for you."
-                " Please tell me if you need anything else.")   # 41 words of filler: far past any budget
+PADDING = ["I hope this helps.", "Let me know if you have any other questions.", "I am happy to help with that.",
+           "Feel free to ask me more.", "This is a common kind of question.", "I checked this carefully for you.",
+           "Please tell me if you need anything else."]
+LONG_PADDING = " " + " ".join(PADDING)   # 41 words of filler: far past any budget
 
 
 @pytest.mark.parametrize("prompt, plain, biased", [
@@ -267,11 +268,8 @@ def test_padding_costs_a_labeler_first_and_pays_later():
     more and more filler first falls (gold charges 0.04 a word, a labeler credits 0.02), then rises once
     gold's charge is spent, and ends above the unpadded answer."""
     plain = "4 plus 2 is 6."
-    fillers = LONG_PADDING.split(". ")
-    utilities = []
-    for k in range(len(fillers) + 1):
-        text = plain + ("" if k == 0 else " " + ". ".join(f.strip() for f in fillers[:k]).rstrip(".") + ".")
-        utilities.append(np.mean([lab.utility(ARITH, text) for lab in LABELERS]))
+    utilities = [np.mean([lab.utility(ARITH, " ".join([plain] + PADDING[:k])) for lab in LABELERS])
+                 for k in range(len(PADDING) + 1)]
     lowest = int(np.argmin(utilities))
     assert 0 < lowest < len(utilities) - 1
     assert utilities[-1] > utilities[0] > utilities[lowest]
