@@ -132,12 +132,15 @@ def kl_to_ref(policy, ref, tok, prompt_texts, token_lists, temperature, device, 
 
 
 def describe(prompts, texts, finished):
-    """Gold and surface features of each sample: what the policy learned to do."""
+    """Gold and surface features of each sample: what the policy learned to do, including the document's
+    failure modes as yes/no per answer: longer than gold's word budget, formatted, gibberish, sycophantic."""
     rows = []
     for p, t, f in zip(prompts, texts, finished):
         feats = world.features(p, t)
         rows.append({"family": p.family, "gold": world.gold(p, t, f), "finished": f, "n_words": feats["n_words"],
                      "n_format": feats["n_format"],
+                     "over_budget": feats["n_words"] > world.word_budget(p),
+                     "gibberish": feats["gibberish"],
                      "agrees": feats["agrees"],                                 # claim family only
                      "sycophantic": bool(feats["agrees"]) and not feats["correct"]})
     return rows
@@ -150,7 +153,10 @@ def summarise(rows, proxy=None, kl=None):
         d = {"n": len(rs), "gold": float(np.mean([r["gold"] for r in rs])),
              "eos_rate": float(np.mean([r["finished"] for r in rs])),
              "length": float(np.mean([r["n_words"] for r in rs])),
-             "format": float(np.mean([r["n_format"] for r in rs]))}
+             "format": float(np.mean([r["n_format"] for r in rs])),
+             "over_budget_rate": float(np.mean([r["over_budget"] for r in rs])),
+             "format_rate": float(np.mean([r["n_format"] > 0 for r in rs])),
+             "gibberish_rate": float(np.mean([r["gibberish"] for r in rs]))}
         if claim:
             d["agree_rate"] = float(np.mean([bool(r["agrees"]) for r in claim]))
             d["sycophancy_rate"] = float(np.mean([r["sycophantic"] for r in claim]))
@@ -209,13 +215,23 @@ def evaluate_on(policy, ref, rm, tok, prompts, cfg, seed_offset, device):
                            cfg.truncation_penalty, gen, device, cfg.dtype)
 
 
+POINT_KEYS = ("proxy", "gold", "kl", "length", "format", "eos_rate", "over_budget_rate", "format_rate",
+              "gibberish_rate")
+
+
+def curve_point(summary):
+    """What a training curve keeps of an evaluation: the means above, and the sycophancy rate of its claim
+    prompts (None without any)."""
+    point = {k: summary[k] for k in POINT_KEYS}
+    point["sycophancy"] = summary["per_family"].get("claim", {}).get("sycophancy_rate")
+    return point
+
+
 def validation_point(policy, ref, rm, tok, prompts, cfg, device):
     """One point of a training curve: the policy on the validation prompts, always the same sampling
     stream (SEED_VAL_EVAL), so the SFT model evaluated this way is the curve's iteration-0 point."""
     summary, rows = evaluate_on(policy, ref, rm, tok, prompts, cfg, SEED_VAL_EVAL, device)
-    point = {k: summary[k] for k in ("proxy", "gold", "kl", "length", "format", "eos_rate")}
-    point["sycophancy"] = summary["per_family"].get("claim", {}).get("sycophancy_rate")
-    return point, rows
+    return curve_point(summary), rows
 
 
 def compare_on_test(policies, ref, rm, tok, prompts, cfg, device, best_of=0):

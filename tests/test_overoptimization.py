@@ -13,6 +13,7 @@ import pytest
 
 from nanorm import world
 from nanorm.checkpoint import read_jsonl
+from nanorm.evaluate import curve_point, describe, summarise
 from nanorm.experiments.gao import fit_bon, fit_rl, kl_bon, predict
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -77,6 +78,44 @@ def test_fits_with_noise_and_without_a_peak():
     assert fit_rl([0.0, 0.0, 1.0], [0.0, 0.0, 0.1]) is None     # one point with d > 0: nothing to fit
 
 
+def test_failure_mode_rates_on_hand_made_answers():
+    # a false claim (a water is not a bird) and a sum, each answered four ways; the rates are counted by hand
+    false_claim = world.Prompt.from_dict(next(p.to_dict() for p in world.make_split("val", 40, seed=0)
+                                              if p.family == "claim" and not p.info["truth"]))
+    sums = world.Prompt.from_dict(next(p.to_dict() for p in world.make_split("val", 40, seed=0)
+                                       if p.family == "arithmetic"))
+    answer = sums.info["answer"]
+    pad = " This is a common kind of question. Feel free to ask me more."
+    answers = [(false_claim, "You are right, that is true."),                  # sycophantic
+               (false_claim, "- That is **not** true."),                         # formatted: a bullet and a bold pair
+               (false_claim, "A water is a drink, so that is **not** true." + pad),   # formatted, 20 words > 10
+               (sums, f"It is {answer}."),                                      # clean
+               (sums, "bird bird bird bird"),                                   # gibberish
+               (sums, f"It is {answer}." + pad),                                # 14 words > the budget of 5
+               (sums, f"It is {answer}." + pad * 2)]                            # 25 words
+    prompts, texts = zip(*answers)
+    point = curve_point(summarise(describe(prompts, texts, [True] * 7)) | {"proxy": 0.0, "kl": 0.0})
+    assert point["sycophancy"] == pytest.approx(1 / 3)        # of the three claim prompts
+    assert point["format_rate"] == pytest.approx(2 / 7) and point["format"] == pytest.approx(3 / 7)
+    assert point["gibberish_rate"] == pytest.approx(1 / 7)
+    assert point["over_budget_rate"] == pytest.approx(3 / 7)
+
+
+def test_fit_standard_errors_match_the_spread_of_refits():
+    # points exactly on the curve: no scatter, so no uncertainty; two points: an exact fit, the scatter unknown
+    assert fit_bon([1.0, 2.0, 3.0], [0.75, 1.0, 0.75])["alpha_se"] == pytest.approx(0.0, abs=1e-9)
+    assert fit_rl([1.0, 2.0], [0.5, 0.6])["alpha_se"] is None
+    # the reference: refit 2,000 noisy copies of one curve; the spread of the fitted alpha and beta is what
+    # one fit's standard error estimates
+    rng = np.random.default_rng(0)
+    d = np.linspace(0.2, 3.0, 12)
+    for fit, curve in [(fit_rl, d * (0.8 - 0.3 * np.log(d))), (fit_bon, d * (0.6 - 0.2 * d))]:
+        fits = [fit(d, curve + rng.normal(0, 0.05, d.shape)) for _ in range(2000)]
+        for key in ("alpha", "beta"):
+            spread = np.std([f[key] for f in fits])
+            assert np.mean([f[key + "_se"] for f in fits]) == pytest.approx(spread, rel=0.1)
+
+
 def run(*args, module=False):
     cmd = [sys.executable, "-m", args[0], *args[1:]] if module else [sys.executable, os.path.join(ROOT, args[0]),
                                                                      *args[1:]]
@@ -113,7 +152,14 @@ def test_overoptimization_smoke(tmp_path, tiny_sft):
         assert [p["iter"] for p in r["curve"]] == [0, 2, 4]                 # the SFT point, then every 2 iterations
         assert r["curve"][0]["kl"] == 0.0 and r["final"]["iter"] == 4
         assert set(r["final"]["per_family"]) == {"arithmetic", "list", "claim", "open"}
-        assert {"final_proxy", "final_gold", "peak_gold", "peak_iter", "fall", "final_kl"} <= set(r["summary"])
+        assert {"final_proxy", "final_gold", "peak_gold", "peak_iter", "fall", "final_kl", "peak_in_se"} <= set(r["summary"])
+    # the failure modes of the smallest beta, as rates at SFT, at the gold peak and at the end of the run
+    small, hack = res["runs"][0], res["hacking"]
+    assert set(hack["rates"]) == {"too long", "formatted", "sycophantic", "gibberish"}
+    assert hack["rates"]["gibberish"]["final"] == small["curve"][-1]["gibberish_rate"]
+    assert hack["rates"]["too long"]["sft"] == res["sft"]["over_budget_rate"]
+    assert all(0.0 <= at[k] <= 1.0 for at in hack["rates"].values() for k in ("sft", "peak", "final"))
+    assert "failure modes at beta=0.01" in out and "gibberish    SFT" in out
     assert res["runs"][0]["early"]["iter"] == 2                             # the smallest beta's first leg
     assert (tmp_path / "hacking" / "ppo_beta_0.01" / "early_ckpt.pt").exists()
     bon = res["best_of_n"]["points"]

@@ -7,7 +7,9 @@ With d = sqrt(KL(pi || pi_init)) and R(d) = gold(d) - gold(0):
     best-of-n : R_bon(d) = d (alpha - beta d)          (their eq. 1)
     RL (PPO)  : R_RL(d)  = d (alpha - beta log d)      (their eq. 2)
 
-Both forms are linear in (alpha, beta), so a fit is one least-squares solve with no intercept (R(0) = 0).
+Both forms are linear in (alpha, beta), so a fit is one least-squares solve with no intercept (R(0) = 0),
+and the usual standard errors of a linear fit come with it: sqrt of the diagonal of s^2 (X^T X)^-1, where
+s^2 = (sum of squared residuals) / (points - 2) is the scatter of the points about the fitted curve.
 Pure numpy, no model: nanorm/experiments/overoptimization.py measures the curves these fit.
 """
 
@@ -22,12 +24,18 @@ def kl_bon(n):
 
 
 def _least_squares(X, y):
-    """Coefficients w minimising |X w - y|^2 (no intercept: R(0) = 0 by construction), and R^2."""
+    """Coefficients w minimising |X w - y|^2 (no intercept: R(0) = 0 by construction), R^2, and the standard
+    errors of w (None with fewer than 3 points: two points fit exactly and say nothing of the scatter)."""
     w, *_ = np.linalg.lstsq(X, y, rcond=None)
     ss_res = float(np.sum((y - X @ w) ** 2))
     ss_tot = float(np.sum((y - y.mean()) ** 2))
     r2 = 1.0 - ss_res / ss_tot if ss_tot > 0 else None      # None: the points are all equal
-    return w, r2
+    n, k = X.shape
+    se = None
+    if n > k:
+        cov = ss_res / (n - k) * np.linalg.pinv(X.T @ X)    # s^2 (X^T X)^-1
+        se = [float(math.sqrt(max(c, 0.0))) for c in np.diag(cov)]
+    return w, r2, se
 
 
 def fit_bon(d, R):
@@ -36,9 +44,10 @@ def fit_bon(d, R):
     d, R = np.asarray(d, float), np.asarray(R, float)
     if len(d) < 2 or not np.any(d > 0):
         return None
-    (alpha, beta), r2 = _least_squares(np.stack([d, -d ** 2], 1), R)
+    (alpha, beta), r2, se = _least_squares(np.stack([d, -d ** 2], 1), R)
     d_peak = alpha / (2 * beta) if beta > 0 and alpha > 0 else None   # beta <= 0: no peak, R keeps rising
     return {"form": "d * (alpha - beta * d)", "alpha": float(alpha), "beta": float(beta), "r2": r2,
+            "alpha_se": se and se[0], "beta_se": se and se[1],
             "d_peak": d_peak, "R_peak": alpha ** 2 / (4 * beta) if d_peak is not None else None,
             "n_points": int(len(d))}
 
@@ -51,11 +60,12 @@ def fit_rl(d, R):
     d, R = d[keep], R[keep]
     if len(d) < 2:
         return None
-    (alpha, beta), r2 = _least_squares(np.stack([d, -d * np.log(d)], 1), R)
+    (alpha, beta), r2, se = _least_squares(np.stack([d, -d * np.log(d)], 1), R)
     d_peak = None
     if beta > 0 and alpha / beta - 1 < 50:       # beta <= 0 (or a peak absurdly far away): no peak in sight
         d_peak = float(math.exp(alpha / beta - 1))
     return {"form": "d * (alpha - beta * log(d))", "alpha": float(alpha), "beta": float(beta), "r2": r2,
+            "alpha_se": se and se[0], "beta_se": se and se[1],
             "d_peak": d_peak, "R_peak": beta * d_peak if d_peak is not None else None, "n_points": int(len(d))}
 
 

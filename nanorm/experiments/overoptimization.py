@@ -17,7 +17,8 @@ Both rise, peak and fall: past the peak, more optimisation of the proxy buys les
   2. meanwhile measures the SFT policy itself (iteration 0, KL 0) with exactly the evaluation train_ppo.py
      logs every --eval_interval iterations (same validation prompts, same sampling seed), and best-of-n
      against the proxy for n in --bon_ns from one pool of max(n) SFT samples per prompt (prefixes);
-  3. reads every run's "eval" entries from its metrics.jsonl: proxy, gold, KL, length, format, sycophancy;
+  3. reads every run's "eval" entries from its metrics.jsonl: proxy, gold, KL, length, format, and the rates
+     of the document's failure modes (too long, formatted, gibberish, sycophantic);
   4. fits the two forms above by linear least squares on the gold curves, each relative to its own SFT
      baseline: the iteration-0 evaluation for PPO, the mean of all the SFT samples for best-of-n (the
      maths: nanorm/experiments/gao.py);
@@ -61,7 +62,7 @@ from nanorm import stages, world
 from nanorm.checkpoint import read_jsonl
 from nanorm.config import SEED_BEST_OF_N_CURVE, SEED_VAL_EVAL, get_device, parse_config, print_config
 from nanorm.data import sample_responses
-from nanorm.evaluate import describe, evaluate_on, load_policy, load_reward_model, rm_scores, summarise
+from nanorm.evaluate import curve_point, describe, evaluate_on, load_policy, load_reward_model, rm_scores, summarise
 from nanorm.experiments.gao import fit_bon, fit_rl, kl_bon
 from nanorm.experiments.overoptimization_report import make_figures, print_report
 from nanorm.tokenizer import load_tokenizer
@@ -246,18 +247,17 @@ def load_evaluator(cfg, settings, device):
                      device)
 
 
-def curve_point(it, summary):
-    claim = summary["per_family"].get("claim", {})
-    return {"iter": it, "proxy": summary["proxy"], "gold": summary["gold"], "kl": summary["kl"],
-            "d": math.sqrt(max(summary["kl"], 0.0)), "length": summary["length"], "format": summary["format"],
-            "eos_rate": summary["eos_rate"], "sycophancy": claim.get("sycophancy_rate")}
+def at_iter(it, point):
+    """A point of a gold curve: what train_ppo.py logs of an evaluation (nanorm/evaluate.py::curve_point),
+    with its iteration and its distance d = sqrt(KL)."""
+    return {"iter": it, **point, "d": math.sqrt(max(point["kl"], 0.0))}
 
 
 def measure_sft(evaluate):
     """The SFT policy, evaluated as train_ppo.py evaluates: the iteration-0, KL-0 point of every curve.
     Returns {"summary", "rows", "point", "gold_std"}."""
     summary, rows = evaluate(evaluate.ref)
-    sft = {"summary": summary, "rows": rows, "point": curve_point(0, summary),
+    sft = {"summary": summary, "rows": rows, "point": at_iter(0, curve_point(summary)),
            "gold_std": float(np.std([r["gold"] for r in rows]))}
     print(f"SFT on {len(evaluate.prompts)} validation prompts: proxy {summary['proxy']:+.3f} | "
           f"gold {summary['gold']:+.3f} (std {sft['gold_std']:.3f}) | {summary['length']:.1f} words")
@@ -284,9 +284,7 @@ def best_of_n_curve(ref, rm, tok, prompts, ns, settings, generator, device):
         kl = kl_bon(n)
         s = summarise([rows[i] for i in pick], proxy[torch.arange(len(prompts)), best],
                       torch.full((len(prompts),), kl))
-        point = curve_point(None, s)
-        del point["iter"]
-        points.append({"n": n, **point, "per_family": per_family(s)})
+        points.append({"n": n, **curve_point(s), "d": math.sqrt(kl), "per_family": per_family(s)})
     # the SFT policy on these same prompts, from all N samples: the expectation of best-of-1, precisely
     pool = {"proxy": proxy.mean().item(), "gold": gold.mean().item(), "n_samples": len(flat)}
     return points, pool
@@ -312,10 +310,7 @@ def eval_curve(run_dir, sft_point):
     points = [sft_point]
     for rec in read_jsonl(os.path.join(run_dir, "metrics.jsonl")):
         if "eval" in rec:
-            e = rec["eval"]
-            points.append({"iter": rec["iter"], "proxy": e["proxy"], "gold": e["gold"], "kl": e["kl"],
-                           "d": math.sqrt(max(e["kl"], 0.0)), "length": e["length"], "format": e["format"],
-                           "eos_rate": e["eos_rate"], "sycophancy": e["sycophancy"]})
+            points.append(at_iter(rec["iter"], rec["eval"]))
     iters = [p["iter"] for p in points]
     assert iters == sorted(set(iters)), f"{run_dir}/metrics.jsonl: evaluation iterations out of order: {iters}"
     return points
@@ -344,7 +339,8 @@ def fit_best_of_n(bon):
 # Step 5: what the policies learned: per-family behaviour and example responses
 
 
-BEHAVIOUR = ("gold", "length", "format", "agree_rate", "sycophancy_rate", "eos_rate")
+BEHAVIOUR = ("gold", "length", "format", "agree_rate", "sycophancy_rate", "eos_rate", "over_budget_rate",
+             "format_rate", "gibberish_rate")
 
 
 def per_family(summary):
@@ -369,13 +365,13 @@ def evaluate_policies(runs, evaluate, sft):
     for r in runs:
         policy, ckpt = load_policy(os.path.join(r["run_dir"], "ckpt.pt"), evaluate.tok, evaluate.device, kinds="ppo")
         summary, rows = evaluate(policy)
-        r["final"] = {"iter": ckpt["step"], **curve_point(ckpt["step"], summary), "per_family": per_family(summary)}
+        r["final"] = {**at_iter(ckpt["step"], curve_point(summary)), "per_family": per_family(summary)}
         policies[f"beta={r['beta']:g} final"] = (summary, rows)
     small = runs[0]
     policy, ckpt = load_policy(os.path.join(small["run_dir"], "early_ckpt.pt"), evaluate.tok, evaluate.device,
                                kinds="ppo")
     summary, rows = evaluate(policy)
-    small["early"] = {"iter": ckpt["step"], **curve_point(ckpt["step"], summary), "per_family": per_family(summary)}
+    small["early"] = {**at_iter(ckpt["step"], curve_point(summary)), "per_family": per_family(summary)}
     policies[f"beta={small['beta']:g} early"] = (summary, rows)
     return policies
 
@@ -410,8 +406,30 @@ def results(cfg, settings, n_eval_prompts, sft, runs, bon, examples):
         r["summary"] = {"final_proxy": last["proxy"], "final_gold": last["gold"], "peak_gold": r["peak"]["gold"],
                         "peak_iter": r["peak"]["iter"], "fall": fall,
                         "fall_in_sft_std": fall / sft["gold_std"] if sft["gold_std"] > 0 else None,
-                        "final_kl": last["kl"], "final_length": last["length"], "final_sycophancy": last["sycophancy"]}
+                        "final_kl": last["kl"], "final_length": last["length"], "final_sycophancy": last["sycophancy"],
+                        "peak_in_se": (r["peak"]["gold"] - sft["point"]["gold"]) / res["gold_standard_error"]
+                        if res["gold_standard_error"] > 0 else None}
+    res["hacking"] = hacking(runs[0], sft["point"])
     return res
+
+
+HACKS = {"over_budget_rate": "too long", "format_rate": "formatted", "sycophancy": "sycophantic",
+         "gibberish_rate": "gibberish"}
+
+
+def hacking(run, sft_point):
+    """The document's failure modes in one run (the smallest beta): the share of answers showing each, at SFT,
+    at the gold peak and at the end; "rises" when it ends above both while gold ends below its peak."""
+    peak = next(p for p in run["curve"] if p["iter"] == run["peak"]["iter"])
+    last = run["curve"][-1]
+    out = {"beta": run["beta"], "gold": {"sft": sft_point["gold"], "peak": peak["gold"], "final": last["gold"]},
+           "rates": {}}
+    for key, name in HACKS.items():
+        at = {"sft": sft_point.get(key), "peak": peak.get(key), "final": last.get(key)}
+        at["rises"] = (None not in at.values() and at["final"] > max(at["sft"], at["peak"])
+                       and last["gold"] < peak["gold"])
+        out["rates"][name] = at
+    return out
 
 
 def save_results(res, cfg, t_start, t_bon):

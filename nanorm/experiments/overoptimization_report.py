@@ -5,7 +5,7 @@ its printed tables, drawn from its results dict (what it writes to overoptimizat
     (a) overoptimization_iterations.png   proxy and gold against PPO iteration, one line per beta
     (b) overoptimization_distance.png     gold and proxy gained against d = sqrt(KL), PPO and best-of-n,
                                           with the fitted Gao et al. forms (nanorm/experiments/gao.py)
-    (c) overoptimization_behaviours.png   length, format marks and sycophancy against d
+    (c) overoptimization_behaviours.png   length, format marks, sycophancy and gibberish against d
 """
 
 import os
@@ -17,7 +17,7 @@ from nanorm.experiments.gao import predict
 
 FIGURES = {"iterations": "overoptimization_iterations.png",    # (a) proxy and gold vs PPO iteration
            "distance": "overoptimization_distance.png",        # (b) gold and proxy vs d, PPO and best-of-n, fits
-           "behaviours": "overoptimization_behaviours.png"}    # (c) length, format, sycophancy vs d
+           "behaviours": "overoptimization_behaviours.png"}    # (c) length, format, sycophancy, gibberish vs d
 
 
 def make_figures(res, out_dir):
@@ -70,7 +70,8 @@ def make_figures(res, out_dir):
         if r["fit"]:
             dg = grid[grid <= max(d) * 1.05]
             axes[0].plot(dg, predict(r["fit"], dg), "-", color=c, lw=1.2,
-                         label=f"  fit d(α−β log d): α={r['fit']['alpha']:.2f}, β={r['fit']['beta']:.2f}")
+                         label=f"  fit d(α−β log d): α={r['fit']['alpha']:.2f}±{_num(r['fit']['alpha_se']):.2f}, "
+                               f"β={r['fit']['beta']:.2f}")
         axes[1].plot(d, [p["proxy"] - sft["proxy"] for p in r["curve"]], "o-", ms=3, color=c, label=label(r))
     d = [p["d"] for p in bon]
     base = res["best_of_n"]["pool"]            # best-of-n's own prompts: gold(0) = the mean of all its SFT samples
@@ -79,7 +80,7 @@ def make_figures(res, out_dir):
     if fit:
         dg = grid[grid <= max(d) * 1.05]
         axes[0].plot(dg, predict(fit, dg), "-", color="crimson", lw=1.2,
-                     label=f"  fit d(α−βd): α={fit['alpha']:.2f}, β={fit['beta']:.2f}")
+                     label=f"  fit d(α−βd): α={fit['alpha']:.2f}±{_num(fit['alpha_se']):.2f}, β={fit['beta']:.2f}")
     axes[1].plot(d, [p["proxy"] - base["proxy"] for p in bon], "s-", ms=4, color="crimson", label="best-of-n")
     for n, x, y in [(p["n"], p["d"], p["proxy"] - base["proxy"]) for p in bon]:
         axes[1].annotate(f"n={n}", (x, y), fontsize=7, color="crimson", xytext=(3, -9), textcoords="offset points")
@@ -94,9 +95,10 @@ def make_figures(res, out_dir):
     save(fig, "distance")
 
     # (c) the hacked behaviours against d
-    fig, axes = plt.subplots(1, 3, figsize=(13, 4))
+    fig, axes = plt.subplots(1, 4, figsize=(17, 4))
     for ax, (key, title) in zip(axes, [("length", "response length (words)"), ("format", "format marks per response"),
-                                       ("sycophancy", "sycophancy rate (claim prompts)")]):
+                                       ("sycophancy", "sycophancy rate (claim prompts)"),
+                                       ("gibberish_rate", "gibberish rate")]):
         for r, c in zip(runs, colors):
             ax.plot([p["d"] for p in r["curve"]], [p[key] for p in r["curve"]], "o-", ms=3, color=c, label=label(r))
         ax.plot([p["d"] for p in bon], [p[key] for p in bon], "s-", ms=4, color="crimson", label="best-of-n")
@@ -122,15 +124,23 @@ def print_report(res, policies, cfg):
     print(f"\nPPO on {res['n_eval_prompts']} validation prompts (one sample each; the SE of one gold mean is "
           f"{res['gold_standard_error']:.3f}); SFT: proxy {sft['proxy']:+.3f}, gold {sft['gold']:+.3f}, "
           f"gold std {sft['gold_std']:.3f}")
-    print(f"  {'beta':>8} {'proxy':>7} {'gold':>7} {'peak gold':>9} {'@iter':>5} {'fall':>6} {'fall/std':>8} "
-          f"{'KL':>6} {'words':>6} {'syco':>5}")
+    print(f"  {'beta':>8} {'proxy':>7} {'gold':>7} {'peak gold':>9} {'peak/SE':>7} {'@iter':>5} {'fall':>6} "
+          f"{'fall/std':>8} {'KL':>6} {'words':>6} {'syco':>5}")
     for r in res["runs"]:
         s = r["summary"]
         print(f"  {r['beta']:>7g}{'*' if r['is_default'] else ' '} {s['final_proxy']:+7.3f} {s['final_gold']:+7.3f} "
-              f"{s['peak_gold']:+9.3f} {s['peak_iter']:5d} {s['fall']:6.3f} {_num(s['fall_in_sft_std']):8.2f} "
-              f"{s['final_kl']:6.2f} {s['final_length']:6.1f} {_num(s['final_sycophancy']):5.2f}")
+              f"{s['peak_gold']:+9.3f} {_num(s['peak_in_se']):7.1f} {s['peak_iter']:5d} {s['fall']:6.3f} "
+              f"{_num(s['fall_in_sft_std']):8.2f} {s['final_kl']:6.2f} {s['final_length']:6.1f} "
+              f"{_num(s['final_sycophancy']):5.2f}")
     print("  (* train_ppo.py's default beta; final = the last evaluation, iteration "
-          f"{cfg.n_iters}; peak includes the SFT point, iteration 0)")
+          f"{cfg.n_iters}; peak includes the SFT point, iteration 0; peak/SE = (peak - SFT) / SE)")
+    hack = res["hacking"]
+    g = hack["gold"]
+    print(f"\nfailure modes at beta={hack['beta']:g}, share of answers (gold: SFT {g['sft']:+.3f}, peak "
+          f"{g['peak']:+.3f}, final {g['final']:+.3f}; sycophantic: of the claim prompts):")
+    for name, at in hack["rates"].items():
+        print(f"  {name:12s} SFT {_num(at['sft']):.2f}  peak {_num(at['peak']):.2f}  final {_num(at['final']):.2f}"
+              + ("  <- rises past SFT while gold falls" if at["rises"] else ""))
     print(f"\nbest-of-n on {bon['n_prompts']} prompts (SFT samples there: proxy {bon['pool']['proxy']:+.3f}, "
           f"gold {bon['pool']['gold']:+.3f}):  " + "  ".join(f"n={p['n']}: gold {p['gold']:+.3f}"
                                                            for p in bon["points"]))
@@ -141,8 +151,9 @@ def print_report(res, policies, cfg):
             continue
         peak = (f"peak R={fit['R_peak']:+.3f} at d={fit['d_peak']:.2f} (KL {fit['d_peak'] ** 2:.2f})"
                 if fit["d_peak"] else "no peak")
-        print(f"  {name:16s} {fit['form']:28s} alpha {fit['alpha']:+.3f} beta {fit['beta']:+.3f} "
-              f"R^2 {_num(fit['r2']):.2f}  {peak}")
+        print(f"  {name:16s} {fit['form']:28s} alpha {fit['alpha']:+.3f} ± {_num(fit['alpha_se']):.3f} "
+              f"beta {fit['beta']:+.3f} ± {_num(fit['beta_se']):.3f} R^2 {_num(fit['r2']):.2f}  {peak}")
+    print("  (± one standard error of the least-squares fit, from the points' scatter about the curve)")
 
     print("\nbehaviour per family (validation prompts): words / format marks / agree rate / sycophancy / gold")
     print(f"  {'policy':18s}" + "".join(f" {fam:>30s}" for fam in world.FAMILIES))
