@@ -17,6 +17,7 @@ those pairs teach the check itself, which the rankings alone leave to cues that 
     python train_rm.py --init=random          # same architecture, trained from scratch (no SFT init)
     python train_rm.py --rounds=2             # rank every training prompt twice: twice the comparisons
     python train_rm.py --data=FILE.jsonl --sft_ckpt=out/sft_hh/ckpt.pt --tokenizer=data/hh.tiktoken   # real data
+    torchrun --standalone --nproc_per_node=2 train_rm.py   # data-parallel (nanorm/distributed.py)
 
 From Python: `import train_rm; report = train_rm.main(train_rm.RMConfig(n_prompts=200))`.
 
@@ -41,6 +42,8 @@ from nanorm.checkpoint import OutDir, load_checkpoint, model_config, save_checkp
 from nanorm.config import (SEED_CONTRASTS, SEED_HELDOUT_RANKINGS, above, at_least, at_most_prompts, autocast,
                            check_system, cli, one_of, require, start, warn_if)
 from nanorm.data import encode_example, pack_sequences, sample_responses
+from nanorm.distributed import (average_gradients, batch_mean, broadcast_parameters, gather_shards, global_share,
+                                own_stream, shard)
 from nanorm.evaluate import check_block_size, evaluate_rm, warn_if_split_differs
 from nanorm.model import GPT, ScalarHeadModel
 from nanorm.prefdata import Comparison, load_split, write_comparisons
@@ -115,8 +118,10 @@ def collect(sft, tok, prompts, labeler_for, rng, gen, cfg, max_new, device):
     """Sample K responses per prompt from the SFT policy and have a labeler rank them. Returns the rankings."""
     ks = [rng.randint(cfg.k_min, cfg.k_max) for _ in prompts]
     flat = [p.text for p, k in zip(prompts, ks) for _ in range(k)]   # prompt i repeated K_i times
-    texts, finished, _ = sample_responses(sft, tok, flat, max_new, temperature=cfg.temperature, generator=gen,
-                                          device=device, dtype=cfg.dtype)
+    # torchrun: each process samples its share of them, from a stream of its own, and all get all the texts
+    texts, finished, _ = sample_responses(sft, tok, shard(flat), max_new, temperature=cfg.temperature,
+                                          generator=own_stream(gen), device=device, dtype=cfg.dtype)
+    texts, finished = gather_shards(texts, len(flat)), gather_shards(finished, len(flat))
     records, at = [], 0
     for p, k in zip(prompts, ks):
         responses, done = texts[at:at + k], finished[at:at + k]
@@ -176,7 +181,7 @@ def rewards_and_loss(rm, records, *args):
 
 
 def main(cfg):
-    device = start(cfg)   # print the config, pick the device, set threads and seeds
+    device = start(cfg, data_parallel=True)   # print the config, pick the device, set threads and seeds
     t_start = time.time()
     out = OutDir(cfg.out_dir)   # every file is written beside its final name until out.commit()
 
@@ -231,6 +236,7 @@ def main(cfg):
 
     # 3. The reward model: the SFT trunk + a scalar head (nanorm/model.py::ScalarHeadModel)
     rm = (ScalarHeadModel.from_gpt(sft) if cfg.init == "sft" else ScalarHeadModel(sft.cfg)).to(device)
+    broadcast_parameters(rm)   # torchrun: every process starts from rank 0's weights
     del sft.lm_head   # not needed any more; the sampler is done
     print(f"reward model: init={cfg.init}, {sum(p.numel() for p in rm.parameters()) / 1e6:.2f}M parameters")
 
@@ -247,28 +253,37 @@ def main(cfg):
         order = list(range(len(train_records)))
         random.Random(cfg.seed + epoch).shuffle(order)
         for start_at in range(0, len(order), cfg.prompts_per_batch):
-            chosen = order[start_at:start_at + cfg.prompts_per_batch]
+            chosen = shard(order[start_at:start_at + cfg.prompts_per_batch])   # torchrun: this process's share
             batch = [train_records[i] for i in chosen]
             extra = [c for i in chosen for c in contrasts[i]]                   # these rankings' contrast pairs
-            r, idx_w, idx_l, group = forward_rewards(rm, batch + extra, *batch_args)   # (M,), (P,), (P,), (P,)
-            ranked = group < len(batch)                                         # pairs cut from the rankings
-            loss = bradley_terry_loss(r, idx_w[ranked], idx_l[ranked], group[ranked])   # InstructGPT eq. 1
-            if extra:
-                loss = loss + cfg.contrast_weight * bradley_terry_loss(r, idx_w[~ranked], idx_l[~ranked],
-                                                                       group[~ranked])
+            # torchrun: each mean below weighted by its share of the whole batch's prompts (else 1)
+            share = global_share(sum(len(rec.responses) > 1 for rec in batch))  # prompts with pairs
+            extra_share = global_share(len(extra))
+            pair_share = global_share(sum(math.comb(len(rec.responses), 2) for rec in batch))   # for the accuracy
+            loss, acc, r, grad_norm = torch.zeros(()), 0.0, torch.zeros(0), torch.zeros(())
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            if batch:
+                r, idx_w, idx_l, group = forward_rewards(rm, batch + extra, *batch_args)   # (M,), (P,), (P,), (P,)
+                ranked = group < len(batch)                                     # pairs cut from the rankings
+                loss = share * bradley_terry_loss(r, idx_w[ranked], idx_l[ranked], group[ranked])   # InstructGPT eq. 1
+                if extra:
+                    loss = loss + cfg.contrast_weight * extra_share * bradley_terry_loss(
+                        r, idx_w[~ranked], idx_l[~ranked], group[~ranked])
+                acc = pairwise_accuracy(r[idx_w[ranked]], r[idx_l[ranked]])
+                loss.backward()
+            average_gradients(rm)                                               # torchrun: the whole batch's
             grad_norm = torch.nn.utils.clip_grad_norm_(rm.parameters(), cfg.grad_clip)
             optimizer.step()
             scheduler.step()
             step += 1
             pbar.update(1)
-            record = {"step": step, "loss": loss.item(), "acc": pairwise_accuracy(r[idx_w[ranked]], r[idx_l[ranked]])}
+            loss_value = batch_mean(loss.item(), 1.0)                           # the whole batch's loss
+            record = {"step": step, "loss": loss_value, "acc": batch_mean(acc, pair_share)}
             if step % cfg.eval_interval == 0 or step == max_steps:
                 _, record["heldout_loss"], record["heldout_acc"] = rewards_and_loss(rm, eval_records, *batch_args)
-                tqdm.write(f"step {step:4d} | loss {loss.item():.4f} | held-out loss {record['heldout_loss']:.4f} "
+                tqdm.write(f"step {step:4d} | loss {loss_value:.4f} | held-out loss {record['heldout_loss']:.4f} "
                            f"acc {record['heldout_acc']:.3f}")
-            pbar.set_postfix(loss=f"{loss.item():.3f}")
+            pbar.set_postfix(loss=f"{loss_value:.3f}")
             stop_if_not_finite(f"rm step {step}", f"lower --lr (now {cfg.lr:g})", rewards=r, grad_norm=grad_norm,
                                **record)
             log.log(**record)

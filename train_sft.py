@@ -8,6 +8,7 @@ that variety is what the labelers rank in stage 2 and what PPO reshapes in stage
 
     python train_sft.py                      # default CPU config: ~3 minutes on 2 cores
     python train_sft.py --max_iters=50       # any config field can be overridden with --key=value
+    torchrun --standalone --nproc_per_node=2 train_sft.py   # data-parallel, same numbers (nanorm/distributed.py)
     python train_sft.py --data=FILE.jsonl --tokenizer=data/hh.tiktoken --block_size=256 \
         --max_response_tokens=96 --out_dir=out/sft_hh     # real preference data: imitate the best responses
 
@@ -31,6 +32,7 @@ from nanorm.checkpoint import OutDir, save_checkpoint, tokenizer_info, write_jso
 from nanorm.config import (above, at_least, at_most_prompts, autocast, check_system, cli, require, start,
                            warn_if)
 from nanorm.data import demonstration_counts, encode_example, pack_sequences
+from nanorm.distributed import average_gradients, batch_mean, broadcast_parameters, global_share, shard
 from nanorm.evaluate import evaluate_sft
 from nanorm.model import GPT, GPTConfig
 from nanorm.prefdata import load_split, sft_examples
@@ -108,7 +110,9 @@ def make_examples(prompts, tok, rng, cfg):
 
 
 def get_batch(examples, batch_size, gen, pad_id, device):
-    idx = torch.randint(len(examples), (batch_size,), generator=gen).tolist()
+    """A random batch of batch_size examples; under torchrun, this process's share of it (every process draws
+    the same indices: nanorm/distributed.py)."""
+    idx = shard(torch.randint(len(examples), (batch_size,), generator=gen).tolist())
     prompts, responses = zip(*[examples[i] for i in idx])
     tokens, _, response_mask = pack_sequences(prompts, responses, pad_id, device)
     return shift_for_next_token(tokens, response_mask)   # inputs, targets, loss_mask
@@ -133,7 +137,7 @@ def val_loss(model, examples, pad_id, device, dtype):
 
 
 def main(cfg):
-    device = start(cfg)   # print the config, pick the device, set threads and seeds
+    device = start(cfg, data_parallel=True)   # print the config, pick the device, set threads and seeds
     t_start = time.time()
 
     # 1. Data
@@ -163,6 +167,7 @@ def main(cfg):
     model_cfg = GPTConfig(vocab_size=tok.vocab_size, block_size=cfg.block_size, n_layer=cfg.n_layer,
                           n_head=cfg.n_head, n_embd=cfg.n_embd, dropout=cfg.dropout)
     model = GPT(model_cfg).to(device)
+    broadcast_parameters(model)   # torchrun: every process starts from rank 0's weights
     print(f"model: {model.num_params() / 1e6:.2f}M parameters")
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
@@ -183,16 +188,19 @@ def main(cfg):
         with autocast(device, cfg.dtype):
             logits = model(inputs)                   # right padding only: plain causal attention suffices
         loss = sft_loss(logits, targets, loss_mask)
+        share = global_share(loss_mask.sum().item())   # torchrun: this slice's share of the batch's tokens (else 1)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        (loss * share).backward()
+        average_gradients(model)                       # torchrun: the whole batch's gradient in every process
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         optimizer.step()
+        loss_value = batch_mean(loss.item(), share)     # the whole batch's loss (one process: loss itself)
         pbar.update(1)
-        pbar.set_postfix(loss=f"{loss.item():.3f}")
-        record = {"step": step, "loss": loss.item(), "lr": lr, "grad_norm": grad_norm.item()}
+        pbar.set_postfix(loss=f"{loss_value:.3f}")
+        record = {"step": step, "loss": loss_value, "lr": lr, "grad_norm": grad_norm.item()}
         if (step + 1) % cfg.eval_interval == 0 or step + 1 == cfg.max_iters:
             record["val_loss"] = val_loss(model, val_examples, tok.pad_id, device, cfg.dtype)
-            tqdm.write(f"step {step + 1:5d} | train loss {loss.item():.4f} | val loss {record['val_loss']:.4f}")
+            tqdm.write(f"step {step + 1:5d} | train loss {loss_value:.4f} | val loss {record['val_loss']:.4f}")
         stop_if_not_finite(f"sft step {step + 1}", f"lower --lr (now {cfg.lr:g})", **record)   # loss, grad norm, val
         log.log(**record)
     pbar.close()

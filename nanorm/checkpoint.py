@@ -18,10 +18,13 @@ import io
 import json
 import math
 import os
+import shutil
 import signal
+import tempfile
 
 import torch
 
+from nanorm import distributed
 from nanorm.model import GPTConfig
 
 
@@ -184,9 +187,14 @@ class OutDir:
     write of a successful run, renames them all into place. A failure or Ctrl-C before then leaves the
     previous run's files as they were (the command line's cli() removes the .partial files; a SIGKILL
     leaves them beside, never in place of, the old ones).
+
+    Under torchrun only rank 0's files land in out_dir; every other rank writes into a temporary directory
+    of its own, removed when it commits.
     """
 
     def __init__(self, out_dir):
+        if not distributed.is_main():   # data-parallel: the other ranks write the same files where they vanish
+            out_dir = tempfile.mkdtemp(prefix=f"nanorm-rank{distributed.rank()}-")
         os.makedirs(out_dir, exist_ok=True)
         self.dir, self.files, self.logs = out_dir, [], []
         _UNFINISHED.append(self)
@@ -212,6 +220,8 @@ class OutDir:
                 os.replace(os.path.join(self.dir, name + ".partial"), os.path.join(self.dir, name))
             _UNFINISHED.remove(self)
             _COMMITTED.add(self.dir)
+        if not distributed.is_main():
+            shutil.rmtree(self.dir, ignore_errors=True)
 
     def discard(self):
         for log in self.logs:

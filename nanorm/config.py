@@ -217,7 +217,10 @@ def cli(main, cls, argv=None):
     cfg = None
     try:
         cfg = parse_config(cls, sys.argv[1:] if argv is None else argv)
-        return main(cfg)
+        result = main(cfg)
+        from nanorm import distributed
+        distributed.finish()   # torchrun's processes leave together (one process: nothing to do)
+        return result
     except KeyboardInterrupt:
         discard_unfinished()
         if cfg is not None and committed(cfg.out_dir):
@@ -234,15 +237,24 @@ def cli(main, cls, argv=None):
         raise
 
 
-def start(cfg):
-    """The start of every stage's main(cfg): print the config, pick the device, set threads and seeds.
+def start(cfg, data_parallel=False):
+    """The start of every stage's main(cfg): pick the device, join the other processes if torchrun started
+    several (data_parallel stages only: nanorm/distributed.py), print the config, set threads and seeds.
+    Only rank 0 prints.
 
     Called inside main(), not at import, so a stage run from Python (an experiment, a test) starts from
     exactly the same state as the same stage run from the command line: same seed, same numbers.
     """
-    print_config(cfg)
+    from nanorm import distributed
     device = get_device(cfg.device)
-    print(f"device: {device}")
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not data_parallel:
+        raise SystemExit(f"error: {os.path.basename(sys.argv[0])} runs in one process; start it with python, "
+                         "not torchrun (nanorm/distributed.py says which stages are data-parallel)")
+    device = distributed.init(device)
+    if not distributed.is_main():
+        sys.stdout = open(os.devnull, "w")   # the other ranks compute the same reports; rank 0 prints them
+    print_config(cfg)
+    print(f"device: {device}" + (f", {distributed.world_size()} processes" if distributed.world_size() > 1 else ""))
     if getattr(cfg, "threads", 0):
         torch.set_num_threads(cfg.threads)
     seed_everything(cfg.seed)
