@@ -5,6 +5,7 @@ run of nanorm/experiments/overoptimization.py on a tiny SFT/RM chain."""
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 
@@ -187,3 +188,14 @@ def test_overoptimization_smoke(tmp_path, tiny_sft):
     seen = json.load(open(tmp_path / "seen.json"))
     assert set(seen["greedy_correct"]) == {"train", "test"} and "all" in seen["pair_kinds"]
     assert sum(v["n"] for k, v in seen["pair_kinds"].items() if k != "all") == seen["pair_kinds"]["all"]["n"]
+
+
+@pytest.mark.parametrize("flag,error", [("--betas=abc", "error: --betas=abc: expected non-negative numbers"),
+                                        ("--betas=0.1,0.1", "error: --betas=0.1,0.1: each beta once"),
+                                        ("--bon_ns=4,0", "error: --bon_ns=4,0: expected positive integers"),
+                                        ("--peak_iters=60", "error: --peak_iters=60: must be between 0 and")])
+def test_bad_flags_stop_with_one_line(flag, error):
+    from nanorm.config import parse_config
+    from nanorm.experiments.overoptimization import OveroptConfig
+    with pytest.raises(SystemExit, match="^" + re.escape(error)):
+        parse_config(OveroptConfig, [flag])
