@@ -72,6 +72,7 @@ class RMConfig:
                                          # with a copy with one fact changed (world.minimal_edit), by the same
                                          # labeler: pairs where only the fact differs (0 = none)
     contrast_weight: float = 1.0         # weight of the contrast pairs' loss, beside the rankings' 1
+    ties: str = "half"                   # file data: a tie trains as half a win each way (half) or is skipped (drop)
     # optimisation
     prompts_per_batch: int = 2           # prompts per step; ALL of each prompt's responses and pairs go in
                                          # (and their contrast pairs); 2 gives 4x the steps of 8 at about the
@@ -95,6 +96,7 @@ class RMConfig:
     def check(self):
         check_system(self)
         one_of(self, "init", ("sft", "random"))
+        one_of(self, "ties", ("half", "drop"))
         at_least(self, 2, "k_min")
         at_least(self, self.k_min, "k_max")
         at_least(self, 3, "n_labelers")   # at least one training labeler and the two held-out ones
@@ -176,8 +178,12 @@ def rewards_and_loss(rm, records, *args):
     rm.eval()
     r = torch.cat([forward_rewards(rm, records[i:i + 32], *args)[0] for i in range(0, len(records), 32)])
     idx_w, idx_l, group = kwise_pairs([rec.ranking for rec in records])
+    soft = torch.tensor([t for rec in records for t in rec.pair_targets()])
     rm.train()
-    return r.cpu(), bradley_terry_loss(r, idx_w, idx_l, group).item(), pairwise_accuracy(r[idx_w], r[idx_l])
+    r = r.cpu()
+    decided = soft > 0.5                                               # accuracy: the pairs that are not ties
+    return (r, bradley_terry_loss(r, idx_w, idx_l, group, p=soft).item(),
+            pairwise_accuracy(r[idx_w][decided], r[idx_l][decided]))
 
 
 def main(cfg):
@@ -200,11 +206,15 @@ def main(cfg):
     rng = random.Random(cfg.seed)
     eval_records = None
     if cfg.data:   # real comparisons, or rankings this script collected earlier (then: no held-out part)
-        train_records, eval_records, stats = load_split(cfg.data, cfg.eval_frac, cfg.seed, cfg.max_response_chars)
+        train_records, eval_records, stats = load_split(cfg.data, cfg.eval_frac, cfg.seed, cfg.max_response_chars,
+                                                               ties=cfg.ties)
         print(f"loaded {cfg.data}: {json.dumps(stats)}")
         if eval_records is not None:
             warn_if_split_differs(cfg, cfg.sft_ckpt, sft_ckpt)   # SFT on this file: the same held-out records?
         train_records = train_records[:cfg.n_prompts or None]
+        if eval_records is not None and all(r.p_chosen == 0.5 for r in eval_records):
+            raise SystemExit(f"error: {cfg.data}: every held-out record is a tie: no accuracy to measure "
+                             f"(--ties=drop, or a larger --eval_frac)")
     else:
         t0 = time.time()
         train_prompts = world.make_split("train", cfg.n_prompts or None, seed=cfg.seed)
@@ -259,17 +269,20 @@ def main(cfg):
             # torchrun: each mean below weighted by its share of the whole batch's prompts (else 1)
             share = global_share(sum(len(rec.responses) > 1 for rec in batch))  # prompts with pairs
             extra_share = global_share(len(extra))
-            pair_share = global_share(sum(math.comb(len(rec.responses), 2) for rec in batch))   # for the accuracy
+            pair_share = global_share(sum(t > 0.5 for rec in batch for t in rec.pair_targets()))   # the accuracy's
             loss, acc, r, grad_norm = torch.zeros(()), 0.0, torch.zeros(0), torch.zeros(())
             optimizer.zero_grad(set_to_none=True)
             if batch:
                 r, idx_w, idx_l, group = forward_rewards(rm, batch + extra, *batch_args)   # (M,), (P,), (P,), (P,)
                 ranked = group < len(batch)                                     # pairs cut from the rankings
-                loss = share * bradley_terry_loss(r, idx_w[ranked], idx_l[ranked], group[ranked])   # InstructGPT eq. 1
+                soft = torch.tensor([t for rec in batch for t in rec.pair_targets()], device=device)   # (P_ranked,)
+                loss = share * bradley_terry_loss(r, idx_w[ranked], idx_l[ranked], group[ranked], p=soft)   # eq. 1
                 if extra:
                     loss = loss + cfg.contrast_weight * extra_share * bradley_terry_loss(
                         r, idx_w[~ranked], idx_l[~ranked], group[~ranked])
-                acc = pairwise_accuracy(r[idx_w[ranked]], r[idx_l[ranked]])
+                decided = soft > 0.5                                            # ties have no right answer
+                if decided.any():                                               # (else acc 0, with weight 0)
+                    acc = pairwise_accuracy(r[idx_w[ranked]][decided], r[idx_l[ranked]][decided])
                 loss.backward()
             average_gradients(rm)                                               # torchrun: the whole batch's
             grad_norm = torch.nn.utils.clip_grad_norm_(rm.parameters(), cfg.grad_clip)

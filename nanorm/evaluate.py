@@ -312,14 +312,19 @@ def evaluate_rm(r, records, labeler_a=None, labeler_b=None, seed=0):
     noise, accuracy against gold, per family, and reward vs length. A file: the longer-wins baseline.
     """
     idx_w, idx_l, group = kwise_pairs([rec.ranking for rec in records])          # (P,) each
+    p = torch.tensor([t for rec in records for t in rec.pair_targets()])         # (P,) soft targets: 1 but in files
+    decided = p > 0.5                                                            # ties have no right answer
     report = {"n_eval_prompts": len(records), "n_eval_pairs": len(idx_w),
-              "accuracy": pairwise_accuracy(r[idx_w], r[idx_l])}
+              "accuracy": pairwise_accuracy(r[idx_w][decided], r[idx_l][decided])}
+    if not decided.all():
+        report["n_eval_ties"] = int((~decided).sum())
     flip = torch.rand(len(idx_w), generator=torch.Generator().manual_seed(seed)) < 0.5
     a, b = torch.where(flip, idx_l, idx_w), torch.where(flip, idx_w, idx_l)      # (P,) random orientation
-    report["ece"] = expected_calibration_error(torch.sigmoid(r[a] - r[b]), (~flip).float())
+    # calibration against the labels' own strength: a tie should be predicted 50:50
+    report["ece"] = expected_calibration_error(torch.sigmoid(r[a] - r[b]), torch.where(flip, 1 - p, p))
     if labeler_a is None:   # real data: no gold and no second labeler; the baseline is "the longer one wins"
         n_chars = torch.tensor([float(len(t)) for rec in records for t in rec.responses])   # (M,)
-        report["length_baseline_accuracy"] = pairwise_accuracy(n_chars[idx_w], n_chars[idx_l])
+        report["length_baseline_accuracy"] = pairwise_accuracy(n_chars[idx_w][decided], n_chars[idx_l][decided])
         report["reward_length_corr"] = float(np.corrcoef(r.numpy(), n_chars.numpy())[0, 1])
         return report
 

@@ -24,6 +24,14 @@ Formats, detected LINE BY LINE from the keys of each JSON object (one file may m
 
 Extra keys of a pair / hh / ranked line are kept in `meta`.
 
+A pair (pair, hh, or ranked with K = 2) may say how strong its preference is, with ONE of:
+  "tie": true                   the labelers could not choose: p_chosen = 0.5
+  "p_chosen": 0.8               the probability that chosen is preferred (a share of labelers, a rating)
+  "votes": [2, 1]               labelers for chosen, for rejected: p_chosen = 2/3
+A record is turned so that the majority's choice comes first (p_chosen >= 0.5). The RM's loss takes p as
+a soft target (nanorm/reward.py::bradley_terry_loss); load_comparisons(ties="drop") skips ties instead
+(counted as skipped: tie). Without any of these a pair is a plain preference (p = 1).
+
 Dialogue prompts (hh, oasst) use the same turn labels as the chat template of nanorm/tokenizer.py,
 which wraps every prompt as "User: <prompt>\\nAssistant:". A prompt is therefore written as the turns
 before the reply, the first user turn unlabelled, the later ones labelled, one "\\n" between turns:
@@ -50,6 +58,9 @@ has a bug; a record whose CONTENT cannot be trained on is skipped and counted):
     permutation of range(K), labeler not an int, meta not a
     dict, an oasst message without text/role ...)
   ranked line with fewer than 2 responses                      FATAL
+  tie / p_chosen / votes malformed, more than one of them, or  FATAL, naming the field
+    on a ranked line of K > 2
+  a tie, with ties="drop"                                      skipped: tie
   pair / ranked line whose "prompt" is empty or blank          FATAL (the field is as good as missing)
   hh / oasst record whose derived prompt is empty              skipped: empty_prompt
   a response that is empty or blank                            dropped: empty_response
@@ -96,10 +107,20 @@ class Comparison:
     labeler: int | None = None
     meta: dict = field(default_factory=dict)   # anything else (e.g. the world's prompt dict, finished flags)
     source: str = ""         # "path:line" it came from, for error messages
+    p_chosen: float | None = None   # K = 2 only: the share of labelers preferring the first-ranked response,
+                                    # in [0.5, 1] (0.5: a tie); None: a plain preference (1)
 
     @property
     def best(self) -> str:
         return self.responses[self.ranking[0]]
+
+    def pair_targets(self) -> list[float]:
+        """The soft target of each of its C(K,2) pairs, in ranking_to_pairs order: p_chosen for a soft pair,
+        else 1.0 (the better-ranked response wins)."""
+        if self.p_chosen is not None:
+            return [self.p_chosen]
+        K = len(self.responses)
+        return [1.0] * (K * (K - 1) // 2)
 
     @property
     def finished(self) -> list[bool]:
@@ -149,6 +170,34 @@ def _check_ranking(ranking, K, name="ranking"):
         raise _Fatal(f"field '{name}' must be a permutation of 0..{K - 1} (best first), got {ranking}")
 
 
+SOFT_KEYS = ("tie", "p_chosen", "votes")
+
+
+def _soft_label(d, K):
+    """The optional soft label of a pair: "tie": true (p = 0.5), "p_chosen": the probability that chosen
+    (the first-ranked response) is preferred, or "votes": [for chosen, for rejected]. None without one."""
+    given = [k for k in SOFT_KEYS if k in d]
+    if not given:
+        return None
+    if len(given) > 1:
+        raise _Fatal(f"fields {given} each give the label's strength; give one of them")
+    if K != 2:
+        raise _Fatal(f"field '{given[0]}' is for two responses, got {K}")
+    key, v = given[0], d[given[0]]
+    if key == "tie":
+        if not isinstance(v, bool):
+            raise _Fatal(f"field 'tie' must be true or false, got {json.dumps(v)[:40]}")
+        return 0.5 if v else None
+    if key == "p_chosen":
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= v <= 1.0:
+            raise _Fatal(f"field 'p_chosen' must be a number in [0, 1], got {json.dumps(v)[:40]}")
+        return float(v)
+    if (not isinstance(v, list) or len(v) != 2 or not all(_is_int(x) and x >= 0 for x in v) or sum(v) == 0):
+        raise _Fatal(f"field 'votes' must be [votes for chosen, votes for rejected], two counts >= 0 "
+                     f"not both 0, got {json.dumps(v)[:40]}")
+    return v[0] / sum(v)
+
+
 # -----------------------------------------------------------------------------
 # one parser per format: a JSON object -> a list of (prompt, responses, ranking, labeler, meta, skip_reason)
 
@@ -174,14 +223,15 @@ def _extra(d, known):
 def _parse_pair(d):
     prompt = _prompt_field(d, "pair")
     chosen, rejected = _str_field(d, "chosen", "pair"), _str_field(d, "rejected", "pair")
-    return [(prompt, [chosen, rejected], [0, 1], None, _extra(d, ("prompt", "chosen", "rejected")), None)]
+    meta = {**_extra(d, ("prompt", "chosen", "rejected", *SOFT_KEYS)), "p_chosen": _soft_label(d, 2)}
+    return [(prompt, [chosen, rejected], [0, 1], None, meta, None)]
 
 
 def _parse_hh(d):
     chosen, rejected = _str_field(d, "chosen", "hh"), _str_field(d, "rejected", "hh")
     common = os.path.commonprefix([chosen, rejected])
     k = common.rfind(HH_ASSISTANT)
-    meta = _extra(d, ("chosen", "rejected"))
+    meta = {**_extra(d, ("chosen", "rejected", *SOFT_KEYS)), "p_chosen": _soft_label(d, 2)}
     if k < 0:   # the two dialogues share no assistant turn marker: no prompt to train on
         return [("", [chosen, rejected], [0, 1], None, meta, "empty_prompt")]
     start = k + len(HH_ASSISTANT)
@@ -212,7 +262,8 @@ def _parse_ranked(d):
         meta = {}
     if not isinstance(meta, dict):
         raise _Fatal(f"field 'meta' must be an object, got {type(meta).__name__}")
-    meta = {**_extra(d, ("prompt", "responses", "ranking", "labeler", "meta")), **meta}
+    meta = {**_extra(d, ("prompt", "responses", "ranking", "labeler", "meta", *SOFT_KEYS)), **meta,
+            "p_chosen": _soft_label(d, len(responses))}
     return [(prompt, list(responses), list(d["ranking"]), labeler, meta, None)]
 
 
@@ -296,12 +347,15 @@ def _bump(counts, key, n=1):
     counts[key] = counts.get(key, 0) + n
 
 
-def load_comparisons(path, max_prompt_chars=2000, max_response_chars=1000, limit=None):
+def load_comparisons(path, max_prompt_chars=2000, max_response_chars=1000, limit=None, ties="half"):
     """Read a JSONL file of comparisons in any supported format -> (comparisons, stats).
 
     max_prompt_chars / max_response_chars: None disables the limit. limit: stop once this many comparisons
-    are collected (the rest of the file is neither read nor checked).
+    are collected (the rest of the file is neither read nor checked). ties: "half" keeps a tie as a pair
+    with p_chosen 0.5 (half a win each way), "drop" skips it (counted as skipped: tie).
     """
+    if ties not in ("half", "drop"):
+        raise ValueError(f"ties must be 'half' or 'drop', got {ties!r}")
     if os.path.isdir(path):
         raise SystemExit(f"error: {path}: is a directory, expected a JSON Lines file")
     if not os.path.isfile(path):
@@ -346,6 +400,11 @@ def load_comparisons(path, max_prompt_chars=2000, max_response_chars=1000, limit
             _bump(stats["formats"], fmt)
 
             for prompt, responses, ranking, labeler, meta, reason in records:
+                p_chosen = meta.pop("p_chosen", None)
+                if p_chosen is not None and p_chosen < 0.5:   # the majority preferred the other: face it first
+                    ranking, p_chosen = ranking[::-1], 1.0 - p_chosen
+                if reason is None and p_chosen == 0.5 and ties == "drop":
+                    reason = "tie"
                 if reason is not None:      # a group/record the parser already knows is unusable
                     _bump(stats["skipped"], reason)
                     under = f": the replies to message {meta['parent_id']}" if "parent_id" in meta else ""
@@ -376,7 +435,8 @@ def load_comparisons(path, max_prompt_chars=2000, max_response_chars=1000, limit
                     prompt = prompt[-max_prompt_chars:]   # keep the end: the latest turns matter most
                     stats["prompt_truncated"] += 1
                 K = len(responses)
-                comparisons.append(Comparison(prompt, responses, ranking, labeler, meta, where))
+                comparisons.append(Comparison(prompt, responses, ranking, labeler, meta, where,
+                                              p_chosen=p_chosen if p_chosen != 1.0 else None))
                 stats["pairs"] += K * (K - 1) // 2
                 if limit is not None and len(comparisons) >= limit:
                     break
@@ -403,6 +463,8 @@ def write_comparisons(path, comparisons):
                                  f"permutation of 0..{len(c.responses) - 1} (K >= 2)")
             record = {"prompt": c.prompt, "responses": c.responses, "ranking": c.ranking,
                       "labeler": c.labeler, "meta": c.meta}
+            if c.p_chosen is not None:
+                record["p_chosen"] = c.p_chosen
             f.write(json.dumps(record, ensure_ascii=False) + "\n")
 
 
@@ -435,14 +497,14 @@ def split_holdout(comparisons, frac=0.1, seed=0):
     return train, held_out
 
 
-def load_split(path, eval_frac, seed, max_response_chars=1000):
+def load_split(path, eval_frac, seed, max_response_chars=1000, ties="half"):
     """A comparisons file -> (train records, held-out records, load stats), split as EVERY stage splits it
     (train_sft.py, train_rm.py), so an SFT model trained on a file never saw the RM's held-out records.
 
     A file of rankings that train_rm.py collected in the world (each record has meta["world_prompt"])
     is not split: it is all training data, and held-out is None (the world ranks fresh held-out prompts).
     """
-    records, stats = load_comparisons(path, max_response_chars=max_response_chars or None)
+    records, stats = load_comparisons(path, max_response_chars=max_response_chars or None, ties=ties)
     if not records:
         raise SystemExit(f"error: {path}: no usable comparisons ({json.dumps(stats)})")
     if all("world_prompt" in r.meta for r in records):

@@ -35,7 +35,8 @@ def print_sft_report(report, cfg, device, seconds):
 
 def print_rm_report(report, is_world, device):
     print(f"\nheld-out evaluation ({report['n_eval_prompts']} prompts, {report['n_eval_pairs']} pairs):")
-    print(f"  pairwise accuracy vs held-out labeler   {report['accuracy']:.3f}")
+    print(f"  pairwise accuracy vs held-out labeler   {report['accuracy']:.3f}"
+          + (f" (the {report['n_eval_ties']} ties left out)" if report.get("n_eval_ties") else ""))
     if is_world:
         print(f"  inter-labeler agreement (same pairs)    {report['inter_labeler_agreement']:.3f} "
               f"(sampled: {report['inter_labeler_agreement_sampled']:.3f})")

@@ -72,20 +72,25 @@ def kwise_pairs(rankings: list[list[int]]) -> tuple[Tensor, Tensor, Tensor]:
 # the loss
 
 
-def bradley_terry_loss(r: Tensor, idx_w: Tensor, idx_l: Tensor, group: Tensor) -> Tensor:
+def bradley_terry_loss(r: Tensor, idx_w: Tensor, idx_l: Tensor, group: Tensor, p: Tensor | None = None) -> Tensor:
     """K-wise Bradley-Terry loss.
 
     r: (M,) one scalar reward per response (each response forwarded once).
     idx_w, idx_l, group: (P,) from kwise_pairs.
-    Returns the scalar  mean over prompts of  -1/C(K,2) * sum_{pairs of that prompt} log sigma(r_w - r_l).
+    p: (P,) optional soft targets: the probability that w is preferred to l (a vote share; 0.5 for a tie).
+       A pair then costs -(p log sigma(r_w - r_l) + (1 - p) log sigma(r_l - r_w)): the cross-entropy between
+       the labels' split and the model's. None: every p is 1, the plain loss -log sigma(r_w - r_l).
+    Returns the scalar  mean over prompts of  1/C(K,2) * sum_{pairs of that prompt} (pair loss).
     Prompts with a single response have no pairs and are left out of the mean.
     """
     n_prompts = int(group.max()) + 1
     n_pairs = torch.bincount(group, minlength=n_prompts).to(r.dtype)  # (G,) C(K_i, 2) per prompt
     has_pairs = n_pairs > 0
+    if p is None:
+        p = torch.ones(len(idx_w), dtype=r.dtype, device=r.device)
     # BEGIN SOLUTION lesson 3, exercise 3: the Bradley-Terry K-wise loss
-    r_chosen, r_rejected = r[idx_w], r[idx_l]  # (P,) scores of winner and loser of each pair
-    pair_loss = -F.logsigmoid(r_chosen - r_rejected)  # (P,) -log sigma(r_w - r_l), InstructGPT eq. 1
+    margin = r[idx_w] - r[idx_l]  # (P,) winner's score minus loser's
+    pair_loss = -(p * F.logsigmoid(margin) + (1 - p) * F.logsigmoid(-margin))  # (P,) InstructGPT eq. 1 at p = 1
     prompt_loss = torch.zeros_like(n_pairs).index_add(0, group, pair_loss) / n_pairs.clamp(min=1)  # (G,) 1/C(K,2) sum
     loss = prompt_loss[has_pairs].mean()  # expectation over prompts, InstructGPT eq. 1
     # END SOLUTION

@@ -186,6 +186,13 @@ def test_ranked_format_round_trip(tmp_path):
     ({"question": "x", "answer": "y"}, ["no known format", "'answer'", "'question'", "chosen", "responses"]),
     ({"message_tree_id": "t", "prompt": {"role": "prompter", "text": "q", "replies": [
         {"role": "assistant", "text": "a", "rank": "0"}]}}, ["'prompt.replies[0].rank'"]),
+    ({"prompt": "x", "chosen": "a", "rejected": "b", "tie": "yes"}, ["'tie'", "true or false"]),
+    ({"prompt": "x", "chosen": "a", "rejected": "b", "p_chosen": 1.5}, ["'p_chosen'", "[0, 1]"]),
+    ({"prompt": "x", "chosen": "a", "rejected": "b", "p_chosen": True}, ["'p_chosen'", "[0, 1]"]),
+    ({"prompt": "x", "chosen": "a", "rejected": "b", "votes": [0, 0]}, ["'votes'", "not both 0"]),
+    ({"prompt": "x", "chosen": "a", "rejected": "b", "votes": [2]}, ["'votes'"]),
+    ({"prompt": "x", "chosen": "a", "rejected": "b", "tie": True, "votes": [1, 1]}, ["'tie'", "'votes'", "one"]),
+    ({"prompt": "x", "responses": ["a", "b", "c"], "ranking": [0, 1, 2], "tie": True}, ["'tie'", "two responses"]),
 ])
 def test_fatal_errors_are_one_line(tmp_path, line, words):
     path = write_lines(tmp_path / "bad.jsonl", [{"prompt": "ok", "chosen": "a", "rejected": "b"}, line])
@@ -195,6 +202,37 @@ def test_fatal_errors_are_one_line(tmp_path, line, words):
     assert msg.startswith(f"error: {path}:2: ") and "\n" not in msg
     for w in words:
         assert w in msg, msg
+
+
+def test_ties_votes_and_soft_labels(tmp_path):
+    # the fixture: a plain pair, a tie in each format that can hold one, votes against the "chosen" one
+    # (the record turns round), a probability, and a tie that is also a duplicate (skipped as a duplicate)
+    path = write_lines(tmp_path / "soft.jsonl", [
+        {"prompt": "p1", "chosen": "a", "rejected": "b"},
+        {"prompt": "p2", "chosen": "a", "rejected": "b", "tie": True},
+        {"chosen": "\n\nHuman: p3\n\nAssistant: a", "rejected": "\n\nHuman: p3\n\nAssistant: b", "tie": True},
+        {"prompt": "p4", "responses": ["a", "b"], "ranking": [0, 1], "tie": True},
+        {"prompt": "p5", "chosen": "a", "rejected": "b", "votes": [1, 2]},
+        {"prompt": "p6", "chosen": "a", "rejected": "b", "p_chosen": 0.8, "source_id": 7},
+        {"prompt": "p7", "chosen": "a", "rejected": "b", "tie": False},
+        {"prompt": "p8", "chosen": "a", "rejected": "a", "tie": True}])
+    cs, st = load_comparisons(path)
+    by = {c.prompt: c for c in cs}
+    assert st["skipped"] == {"duplicate_response": 1} and len(cs) == 7
+    assert [by[p].p_chosen for p in ("p1", "p2", "p3", "p4", "p6", "p7")] == [None, 0.5, 0.5, 0.5, 0.8, None]
+    assert by["p5"].responses == ["a", "b"] and by["p5"].ranking == [1, 0]        # 2 of 3 preferred b: b first
+    assert by["p5"].p_chosen == pytest.approx(2 / 3) and by["p5"].best == "b"
+    assert by["p6"].meta == {"source_id": 7}                                     # the label is not left in meta
+    assert by["p6"].pair_targets() == [0.8] and by["p1"].pair_targets() == [1.0]
+    assert Comparison("q", ["a", "b", "c"], [2, 0, 1]).pair_targets() == [1.0, 1.0, 1.0]
+    # the rule for ties: dropped and counted, the rest as before
+    dropped, st = load_comparisons(path, ties="drop")
+    assert st["skipped"] == {"tie": 4}                  # the duplicate tie too: a tie goes before its texts are read
+    assert [c.prompt for c in dropped] == ["p1", "p5", "p6", "p7"]
+    # what train_rm.py writes (the ranked format) keeps the strength of each label
+    write_comparisons(str(tmp_path / "back.jsonl"), cs)
+    back, _ = load_comparisons(str(tmp_path / "back.jsonl"))
+    assert [(c.ranking, c.p_chosen) for c in back] == [(c.ranking, c.p_chosen) for c in cs]
 
 
 def test_missing_file_is_fatal(tmp_path):

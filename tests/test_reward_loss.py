@@ -132,6 +132,30 @@ def test_prompt_with_single_response_is_skipped():
     assert loss.item() == pytest.approx(0.3132617, abs=1e-6)
 
 
+@pytest.mark.exercise("3.3", "3.4", "3.5")
+def test_soft_targets_hand_worked():
+    # r_w = 1, r_l = 0 and 3 of 4 votes for w: 0.75 * log(1 + e^-1) + 0.25 * log(1 + e) = 0.5632617
+    r = torch.tensor([1.0, 0.0])
+    soft = lambda p: bradley_terry_loss(r, *kwise_pairs([[0, 1]]), p=torch.tensor([p])).item()
+    assert soft(0.75) == pytest.approx(0.75 * 0.3132617 + 0.25 * 1.3132617, abs=1e-6)
+    assert soft(0.5) == pytest.approx((0.3132617 + 1.3132617) / 2, abs=1e-6)   # a tie: both orders, half each
+    assert soft(0.0) == pytest.approx(1.3132617, abs=1e-6)                      # all votes for l: the pair reversed
+    # the loss is smallest where the model's sigma(r_w - r_l) equals the label's p: at r_w - r_l = log 3 for 0.75
+    r = torch.tensor([math.log(3.0), 0.0], requires_grad=True)
+    bradley_terry_loss(r, *kwise_pairs([[0, 1]]), p=torch.tensor([0.75])).backward()
+    assert torch.allclose(r.grad, torch.zeros(2), atol=1e-6)
+
+
+@pytest.mark.exercise("3.3", "3.4", "3.5")
+def test_soft_targets_of_one_are_the_hard_loss():
+    g = torch.Generator().manual_seed(0)
+    rankings = [[2, 0, 1, 3], [1, 0], [0, 2, 1]]
+    r = torch.randn(9, generator=g)
+    idx = kwise_pairs(rankings)
+    hard = bradley_terry_loss(r, *idx)
+    assert torch.equal(bradley_terry_loss(r, *idx, p=torch.ones(len(idx[0]))), hard)   # bit for bit
+
+
 # -----------------------------------------------------------------------------
 # evaluation helpers
 
