@@ -193,7 +193,8 @@ def test_overoptimization_smoke(tmp_path, tiny_sft):
 @pytest.mark.parametrize("flag,error", [("--betas=abc", "error: --betas=abc: expected non-negative numbers"),
                                         ("--betas=0.1,0.1", "error: --betas=0.1,0.1: each beta once"),
                                         ("--bon_ns=4,0", "error: --bon_ns=4,0: expected positive integers"),
-                                        ("--peak_iters=60", "error: --peak_iters=60: must be between 0 and")])
+                                        ("--peak_iters=60", "error: --peak_iters=60: must be between 0 and"),
+                                        ("--n_eval_prompts=512", "error: --n_eval_prompts=512: the world's val split")])
 def test_bad_flags_stop_with_one_line(flag, error):
     from nanorm.config import parse_config
     from nanorm.experiments.overoptimization import OveroptConfig

@@ -60,7 +60,7 @@ import torch
 
 from nanorm import stages, world
 from nanorm.checkpoint import read_jsonl
-from nanorm.config import (SEED_BEST_OF_N_CURVE, SEED_VAL_EVAL, at_least, get_device, parse_config, print_config,
+from nanorm.config import (SEED_BEST_OF_N_CURVE, SEED_VAL_EVAL, at_least, at_most_prompts, get_device, parse_config, print_config,
                            require)
 from nanorm.data import sample_responses
 from nanorm.evaluate import curve_point, describe, evaluate_on, load_policy, load_reward_model, rm_scores, summarise
@@ -80,9 +80,9 @@ class OveroptConfig:
     n_iters: int = 60                     # PPO iterations per run
     peak_iters: int = 20                  # the smallest beta stops here first; that checkpoint is the "early" policy
     eval_interval: int = 5                # PPO iterations between evaluations (points on the curves)
-    n_eval_prompts: int = 512             # validation prompts per evaluation (train_ppo.py's --n_eval_prompts):
-                                          # 512 make the standard error of one gold mean about 0.03, so that a
-                                          # peak 0.1 above SFT stands 3 standard errors clear (128: 0.064)
+    n_eval_prompts: int = 300             # validation prompts per evaluation (train_ppo.py's --n_eval_prompts; the
+                                          # split has 317): the standard error of one gold mean is then about
+                                          # 0.04 (128 prompts: 0.064)
     n_test_prompts: int = 16              # train_ppo.py's own final test-set report (not used here; kept small)
     ppo_args: str = ""                    # extra flags for every train_ppo.py run, e.g. "--lr=1e-4 --batch_size=32"
     jobs: int = 3                         # PPO runs at once (each a process of its own with --threads)
@@ -104,6 +104,7 @@ class OveroptConfig:
                 "expected positive integers, comma-separated")
         require(self, "peak_iters", 0 < self.peak_iters < self.n_iters, f"must be between 0 and --n_iters={self.n_iters}")
         at_least(self, 1, "eval_interval", "jobs", "n_eval_prompts", "n_bon_prompts")
+        at_most_prompts(self, n_eval_prompts="val", n_bon_prompts="val")
 
     @property
     def beta_list(self):
