@@ -60,8 +60,8 @@ import torch
 
 from nanorm import stages, world
 from nanorm.checkpoint import read_jsonl
-from nanorm.config import (SEED_BEST_OF_N_CURVE, SEED_VAL_EVAL, at_least, at_most_prompts, get_device, parse_config, print_config,
-                           require)
+from nanorm.config import (SEED_BEST_OF_N_CURVE, SEED_VAL_EVAL, at_least, at_most_prompts, get_device,
+                           parse_config, print_config, require)
 from nanorm.data import sample_responses
 from nanorm.evaluate import curve_point, describe, evaluate_on, load_policy, load_reward_model, rm_scores, summarise
 from nanorm.experiments.gao import fit_bon, fit_rl, kl_bon
