@@ -196,6 +196,7 @@ class OutDir:
         if not distributed.is_main():   # data-parallel: the other ranks write the same files where they vanish
             out_dir = tempfile.mkdtemp(prefix=f"nanorm-rank{distributed.rank()}-")
         os.makedirs(out_dir, exist_ok=True)
+        _take_lock(out_dir)
         self.dir, self.files, self.logs = out_dir, [], []
         _UNFINISHED.append(self)
         _COMMITTED.discard(out_dir)
@@ -220,6 +221,7 @@ class OutDir:
                 os.replace(os.path.join(self.dir, name + ".partial"), os.path.join(self.dir, name))
             _UNFINISHED.remove(self)
             _COMMITTED.add(self.dir)
+            _release_lock(self.dir)
         if not distributed.is_main():
             shutil.rmtree(self.dir, ignore_errors=True)
 
@@ -231,6 +233,47 @@ class OutDir:
             if os.path.lexists(partial):
                 os.remove(partial)
         _UNFINISHED.remove(self)
+        _release_lock(self.dir)
+
+
+LOCK = ".writing"   # in an out_dir while a run writes there: the run's process id
+
+
+def _take_lock(out_dir):
+    """Two runs writing one out_dir would rename each other's files into place. The second one stops, with
+    one line, while the first is alive; a lock left by a process that is gone (SIGKILL) is taken over."""
+    path = os.path.join(out_dir, LOCK)
+    try:
+        with open(path) as f:
+            pid = int(f.read().strip() or 0)
+    except (FileNotFoundError, ValueError):
+        pid = 0
+    if pid and pid != os.getpid() and _alive(pid):
+        raise SystemExit(f"error: {out_dir}: another run (process {pid}) is writing there; wait for it to "
+                         f"end, or give this run another --out_dir")
+    with open(path, "w") as f:
+        f.write(str(os.getpid()))
+
+
+def _release_lock(out_dir):
+    path = os.path.join(out_dir, LOCK)
+    try:
+        with open(path) as f:
+            mine = f.read().strip() == str(os.getpid())
+        if mine:
+            os.remove(path)
+    except (FileNotFoundError, ValueError):
+        pass
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)          # signal 0: no signal, just "does it exist?"
+    except ProcessLookupError:
+        return False
+    except PermissionError:      # it exists, and belongs to someone else
+        return True
+    return True
 
 
 @contextlib.contextmanager

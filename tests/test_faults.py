@@ -403,7 +403,29 @@ def test_sigkill_mid_training_leaves_the_old_files_in_place(good):
     proc.communicate(timeout=120)
     now = files_of(good["out"])
     left = {k for k in now if k not in good["files"]}
-    assert all(k.endswith(".partial") for k in left) and "sft/metrics.jsonl.partial" in left
+    # and the killed run's lock, naming a process that is gone (the next run takes it over)
+    assert (good["out"] / "sft" / ".writing").read_text() == str(proc.pid)
+    assert all(k.endswith(".partial") for k in left - {"sft/.writing"}) and "sft/metrics.jsonl.partial" in left
     for k in left:
         os.remove(good["out"] / k)
     assert files_of(good["out"]) == good["files"]
+
+
+def test_a_second_run_in_the_same_out_dir_stops(tmp_path):
+    """Two runs in one out_dir would rename each other's files into place: the second stops with one line
+    while the first is alive, and takes over the lock of one that is gone."""
+    from nanorm.checkpoint import OutDir
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (tmp_path / ".writing").write_text(str(other.pid))
+        with pytest.raises(SystemExit, match=rf"^error: {tmp_path}: another run \(process {other.pid}\) is writing"):
+            OutDir(str(tmp_path))
+    finally:
+        other.kill()
+        other.wait()
+    out = OutDir(str(tmp_path))                  # its process has ended: the lock is taken over
+    assert (tmp_path / ".writing").read_text() == str(os.getpid())
+    with open(out.path("x.json"), "w") as f:
+        f.write("{}")
+    out.commit()
+    assert sorted(os.listdir(tmp_path)) == ["x.json"]     # committed: the lock is gone
