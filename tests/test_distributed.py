@@ -63,6 +63,8 @@ def assert_same_run(one, two, keys, atol, weight_atol):
     assert numbers(e2) == pytest.approx(numbers(e1), abs=10 * atol)
 
 
+# SFT (1.1, 2.1) and the RM (3.x, 4.x) run here
+@pytest.mark.exercise("1.1", "2.1", "3.1", "3.2", "3.3", "3.4", "3.5", "4.1", "4.2", "4.3")
 def test_two_processes_take_the_steps_of_one(tmp_path):
     # SFT: 8 sequences a step, 4 per process; the token counts of the halves differ, so this checks the
     # weighting of each half's mean (global_share) as well as the averaging of the gradients
