@@ -29,7 +29,7 @@ Both rise, peak and fall: past the peak, more optimisation of the proxy buys les
 `main` runs these steps in this order, one function each. Everything that knows how train_ppo.py is
 run (its settings, its defaults, its process) is in one section below, "train_ppo.py".
 
-    python -m nanorm.experiments.overoptimization                     # ~15-20 minutes on a 2-core CPU
+    python -m nanorm.experiments.overoptimization                     # ~12 minutes on a 2-core CPU
     python -m nanorm.experiments.overoptimization --smoke=true        # tiny settings, under a minute
     python -m nanorm.experiments.overoptimization --publish=true      # also copy the figures to lessons/figures/
     python -m nanorm.experiments.overoptimization --skip_done=true    # reuse finished PPO runs, redo the analysis
