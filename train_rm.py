@@ -207,7 +207,7 @@ def main(cfg):
     eval_records = None
     if cfg.data:   # real comparisons, or rankings this script collected earlier (then: no held-out part)
         train_records, eval_records, stats = load_split(cfg.data, cfg.eval_frac, cfg.seed, cfg.max_response_chars,
-                                                               ties=cfg.ties)
+                                                        ties=cfg.ties)
         print(f"loaded {cfg.data}: {json.dumps(stats)}")
         if eval_records is not None:
             warn_if_split_differs(cfg, cfg.sft_ckpt, sft_ckpt)   # SFT on this file: the same held-out records?
@@ -270,7 +270,7 @@ def main(cfg):
             share = global_share(sum(len(rec.responses) > 1 for rec in batch))  # prompts with pairs
             extra_share = global_share(len(extra))
             pair_share = global_share(sum(t > 0.5 for rec in batch for t in rec.pair_targets()))   # the accuracy's
-            loss, acc, r, grad_norm = torch.zeros(()), 0.0, torch.zeros(0), torch.zeros(())
+            loss, acc, r = torch.zeros(()), 0.0, torch.zeros(0)          # a process with no prompts in this step
             optimizer.zero_grad(set_to_none=True)
             if batch:
                 r, idx_w, idx_l, group = forward_rewards(rm, batch + extra, *batch_args)   # (M,), (P,), (P,), (P,)
