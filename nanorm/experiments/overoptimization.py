@@ -102,7 +102,8 @@ class OveroptConfig:
         require(self, "betas", len(set(self.beta_list)) == len(self.beta_list), "each beta once")
         require(self, "bon_ns", _numbers(self.bon_ns, int) and all(n >= 1 for n in self.n_list),
                 "expected positive integers, comma-separated")
-        require(self, "peak_iters", 0 < self.peak_iters < self.n_iters, f"must be between 0 and --n_iters={self.n_iters}")
+        require(self, "peak_iters", 0 < self.peak_iters < self.n_iters,
+                f"must be between 0 and --n_iters={self.n_iters}")
         at_least(self, 1, "eval_interval", "jobs", "n_eval_prompts", "n_bon_prompts")
         at_most_prompts(self, n_eval_prompts="val", n_bon_prompts="val")
 
