@@ -69,7 +69,7 @@ def test_two_processes_take_the_steps_of_one(tmp_path):
     # SFT: 8 sequences a step, 4 per process; the token counts of the halves differ, so this checks the
     # weighting of each half's mean (global_share) as well as the averaging of the gradients
     sft = ["train_sft.py", *TINY, "--max_iters=4", "--warmup_iters=1", "--batch_size=8", "--n_train_prompts=40",
-           "--n_eval_prompts=4", "--eval_interval=2"]
+           "--n_eval_prompts=4", "--eval_interval=4"]
     run(*sft[:1], 1, *sft[1:], f"--out_dir={tmp_path}/sft1")
     out = run(*sft[:1], 2, *sft[1:], f"--out_dir={tmp_path}/sft2")
     assert "2 processes" in out and out.count("total time") == 1          # rank 0 alone prints
