@@ -46,7 +46,7 @@ from nanorm.distributed import (average_gradients, batch_mean, broadcast_paramet
                                 own_stream, shard)
 from nanorm.evaluate import check_block_size, evaluate_rm, warn_if_split_differs
 from nanorm.model import GPT, ScalarHeadModel
-from nanorm.prefdata import Comparison, load_split, write_comparisons
+from nanorm.prefdata import Comparison, load_split, pair_targets, write_comparisons
 from nanorm.report import print_rm_report
 from nanorm.reward import bradley_terry_loss, kwise_pairs, pairwise_accuracy
 from nanorm.tokenizer import DEFAULT_RANKS, load_tokenizer
@@ -178,7 +178,7 @@ def rewards_and_loss(rm, records, *args):
     rm.eval()
     r = torch.cat([forward_rewards(rm, records[i:i + 32], *args)[0] for i in range(0, len(records), 32)])
     idx_w, idx_l, group = kwise_pairs([rec.ranking for rec in records])
-    soft = torch.tensor([t for rec in records for t in rec.pair_targets()])
+    soft = torch.tensor(pair_targets(records))
     rm.train()
     r = r.cpu()
     decided = soft > 0.5                                               # accuracy: the pairs that are not ties
@@ -269,13 +269,14 @@ def main(cfg):
             # torchrun: each mean below weighted by its share of the whole batch's prompts (else 1)
             share = global_share(sum(len(rec.responses) > 1 for rec in batch))  # prompts with pairs
             extra_share = global_share(len(extra))
-            pair_share = global_share(sum(t > 0.5 for rec in batch for t in rec.pair_targets()))   # the accuracy's
+            targets = pair_targets(batch)                                       # 1 a pair, but in soft file data
+            pair_share = global_share(sum(t > 0.5 for t in targets))            # the accuracy's: pairs not tied
             loss, acc, r = torch.zeros(()), 0.0, torch.zeros(0)          # a process with no prompts in this step
             optimizer.zero_grad(set_to_none=True)
             if batch:
                 r, idx_w, idx_l, group = forward_rewards(rm, batch + extra, *batch_args)   # (M,), (P,), (P,), (P,)
                 ranked = group < len(batch)                                     # pairs cut from the rankings
-                soft = torch.tensor([t for rec in batch for t in rec.pair_targets()], device=device)   # (P_ranked,)
+                soft = torch.tensor(targets, device=device)                     # (P_ranked,)
                 loss = share * bradley_terry_loss(r, idx_w[ranked], idx_l[ranked], group[ranked], p=soft)   # eq. 1
                 if extra:
                     loss = loss + cfg.contrast_weight * extra_share * bradley_terry_loss(

@@ -23,6 +23,8 @@ import sys
 import numpy as np
 import torch
 
+from nanorm import distributed
+
 
 def parse_config(cls, argv):
     """`--key=value` flags -> an instance of dataclass `cls`. `--help` prints the fields and exits.
@@ -218,7 +220,6 @@ def cli(main, cls, argv=None):
     try:
         cfg = parse_config(cls, sys.argv[1:] if argv is None else argv)
         result = main(cfg)
-        from nanorm import distributed
         distributed.finish()   # torchrun's processes leave together (one process: nothing to do)
         return result
     except KeyboardInterrupt:
@@ -245,7 +246,6 @@ def start(cfg, data_parallel=False):
     Called inside main(), not at import, so a stage run from Python (an experiment, a test) starts from
     exactly the same state as the same stage run from the command line: same seed, same numbers.
     """
-    from nanorm import distributed
     device = get_device(cfg.device)
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not data_parallel:
         raise SystemExit(f"error: {os.path.basename(sys.argv[0])} runs in one process; start it with python, "

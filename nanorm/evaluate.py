@@ -24,6 +24,7 @@ from nanorm.checkpoint import load_checkpoint, model_config
 from nanorm.config import SEED_LABELER_B, SEED_SFT_EVAL, SEED_TEST, SEED_VAL_EVAL, autocast
 from nanorm.data import join_prompt_response, response_logprobs, sample_responses
 from nanorm.model import GPT, ScalarHeadModel, pad
+from nanorm.prefdata import pair_targets
 from nanorm.reward import bayes_ceiling, expected_calibration_error, kwise_pairs, pairwise_accuracy
 
 
@@ -312,7 +313,7 @@ def evaluate_rm(r, records, labeler_a=None, labeler_b=None, seed=0):
     noise, accuracy against gold, per family, and reward vs length. A file: the longer-wins baseline.
     """
     idx_w, idx_l, group = kwise_pairs([rec.ranking for rec in records])          # (P,) each
-    p = torch.tensor([t for rec in records for t in rec.pair_targets()])         # (P,) soft targets: 1 but in files
+    p = torch.tensor(pair_targets(records))                                      # (P,) soft targets: 1 but in files
     decided = p > 0.5                                                            # ties have no right answer
     report = {"n_eval_prompts": len(records), "n_eval_pairs": len(idx_w),
               "accuracy": pairwise_accuracy(r[idx_w][decided], r[idx_l][decided])}

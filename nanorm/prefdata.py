@@ -128,6 +128,11 @@ class Comparison:
         return self.meta.get("finished") or [True] * len(self.responses)
 
 
+def pair_targets(records):
+    """The soft targets of all the pairs of `records`, flat, in nanorm/reward.py::kwise_pairs order."""
+    return [t for rec in records for t in rec.pair_targets()]
+
+
 class _Fatal(Exception):
     """A structural error in one line; load_comparisons turns it into SystemExit with path:line."""
 

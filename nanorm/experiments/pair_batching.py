@@ -32,9 +32,10 @@ from dataclasses import asdict, dataclass
 import torch
 
 import train_rm
-from nanorm.checkpoint import load_checkpoint, model_config, write_json
+from nanorm.checkpoint import write_json
 from nanorm.config import at_least, parse_config, print_config, seed_everything
-from nanorm.model import GPT, ScalarHeadModel
+from nanorm.evaluate import load_policy
+from nanorm.model import ScalarHeadModel
 from nanorm.prefdata import Comparison, load_comparisons
 from nanorm.reward import bradley_terry_loss, ranking_to_pairs
 from nanorm.tokenizer import DEFAULT_RANKS, load_tokenizer
@@ -149,9 +150,7 @@ def main(argv):
         torch.set_num_threads(cfg.threads)
     os.makedirs(cfg.out_dir, exist_ok=True)
     tok = load_tokenizer(cfg.tokenizer)
-    ckpt = load_checkpoint(cfg.sft_ckpt, "sft", tok)
-    sft = GPT(model_config(ckpt))
-    sft.load_state_dict(ckpt["state_dict"])
+    sft, ckpt = load_policy(cfg.sft_ckpt, tok, torch.device("cpu"), kinds="sft")
     max_new = ckpt["config"]["max_response_tokens"]
     records = load_comparisons(cfg.comparisons)[0][:cfg.n_prompts]
     eval_records = load_comparisons(cfg.eval_comparisons)[0]
