@@ -174,3 +174,39 @@ def test_student_copy_fails_exactly_the_graded_tests(tmp_path):
     assert again.returncode == 0 and "1 exercise stubbed" in again.stdout, again.stderr
     assert "raise NotImplementedError" in (student / "nanorm" / "sft.py").read_text()
     assert "raise NotImplementedError" not in (student / "nanorm" / "model.py").read_text()
+
+
+# -----------------------------------------------------------------------------
+# the grader (nanorm/course/grade.py), on copies made by the course tool
+
+def test_grader_costs_one_broken_exercise_exactly_that_exercise(tmp_path):
+    import json
+    exercises = [ex.label for ex in assignments.all_exercises()]
+    subs = tmp_path / "submissions"
+    assignments.make_student_copy(subs / "reference", only=set())      # every exercise solved
+    assignments.make_student_copy(subs / "fresh")                      # none
+    for label in exercises:                                            # all but one
+        assignments.make_student_copy(subs / f"broken_{label}", only={label})
+    # editing the tests, or removing a region's markers, gains nothing: the grader runs its own tests
+    tampered = subs / "tampered"
+    assignments.make_student_copy(tampered, only={"2.1"})
+    (tampered / "tests" / "test_sft_loss.py").write_text("def test_nothing():\n    pass\n")
+    reward = tampered / "nanorm" / "reward.py"
+    reward.write_text(reward.read_text().replace("# BEGIN SOLUTION lesson 3, exercise 3", "# solution 3.3"))
+    graded = subprocess.run([sys.executable, "-m", "nanorm.course", f"--grade={subs}",
+                             f"--grade_out={tmp_path}/grades.json"], cwd=ROOT, capture_output=True, text=True,
+                            timeout=600)
+    assert graded.returncode == 0, graded.stderr[-3000:]
+    grades = json.load(open(tmp_path / "grades.json"))
+    assert grades["exercises"] == exercises and grades["max_points"] == len(exercises)
+    points = {name: {label: e["points"] for label, e in s["exercises"].items()}
+              for name, s in grades["students"].items()}
+    assert points["reference"] == dict.fromkeys(exercises, 1)
+    assert points["fresh"] == dict.fromkeys(exercises, 0)
+    for label in exercises:
+        assert points[f"broken_{label}"] == {**dict.fromkeys(exercises, 1), label: 0}, label
+    assert points["tampered"] == {**dict.fromkeys(exercises, 1), "2.1": 0, "3.3": 0}
+    why = grades["students"]["tampered"]["exercises"]
+    assert "lesson 2, exercise 1" in why["2.1"]["why"] and "no region labelled" in why["3.3"]["why"]
+    assert grades["students"]["reference"]["total"] == len(exercises)
+    assert "total" in graded.stdout and f"{len(exercises)}/{len(exercises)}" in graded.stdout

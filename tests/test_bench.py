@@ -59,6 +59,20 @@ def test_pipeline_runs_a_stage_and_reports_it(tmp_path):
     assert set(sft["key_results"]) == {"eos_rate", "gold_mean", "val_loss"}
     assert 0.0 <= sft["key_results"]["eos_rate"] <= 1.0
 
+    # --resume: the same flags again read the finished stage back (its checkpoint is not rewritten) ...
+    ckpt = tmp_path / "run" / "sft" / "ckpt.pt"
+    written = ckpt.stat().st_mtime_ns
+    pipeline.main(["--stages=sft", f"--out_dir={tmp_path}/run", "--extra=--device=cpu --threads=1", "--resume=true",
+                   "--sft=--max_iters=2 --n_train_prompts=20 --n_eval_prompts=4 --n_layer=1 --n_head=2 --n_embd=32"])
+    again = json.load(open(tmp_path / "pipeline.json"))["stages"]["sft"]
+    assert again["resumed"] is True and ckpt.stat().st_mtime_ns == written
+    assert again["seconds"] == sft["seconds"] and again["key_results"] == sft["key_results"]
+    # ... and other flags run it anew
+    pipeline.main(["--stages=sft", f"--out_dir={tmp_path}/run", "--extra=--device=cpu --threads=1", "--resume=true",
+                   "--sft=--max_iters=3 --n_train_prompts=20 --n_eval_prompts=4 --n_layer=1 --n_head=2 --n_embd=32"])
+    anew = json.load(open(tmp_path / "pipeline.json"))["stages"]["sft"]
+    assert "resumed" not in anew and ckpt.stat().st_mtime_ns != written
+
 
 def test_gpu_config_asks_for_no_more_prompts_than_the_world_has():
     # it once asked for 583 test prompts after the world shrank to 544, and failed on its first GPU run

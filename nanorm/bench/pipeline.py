@@ -10,11 +10,17 @@ their out_dirs (out/bench/pipeline_<config>/{sft,rm,ppo[,dpo]}: the stages' usua
 alone). Flags, later ones winning: the configuration's (none for default), --smoke's cuts, --extra (every
 stage), then --sft / --rm / --ppo / --dpo (one stage each), e.g. --ppo="--n_iters=10".
 
+--resume=true reads a stage back instead of running it when its out_dir already holds a finished run of
+exactly the same flags (the checkpoint's config equals the one asked for, and eval.json is there): a
+sweep that was stopped goes on where it stopped (nanorm/experiments/seeds.py). Its seconds are the ones
+the earlier JSON recorded for it.
+
 Peak memory: the stage process's own peak resident set (ru_maxrss), and on CUDA
 torch.cuda.max_memory_allocated. The JSON is rewritten after every stage, so a run cut short still
 leaves what it measured: $OUT/NAME.json if OUT is set, else out/bench/NAME.json.
 """
 
+import json
 import os
 import shlex
 import shutil
@@ -38,6 +44,7 @@ class PipelineConfig:
     stages: str = "sft,rm,ppo"         # the stages to run, in this order (sft,rm,ppo,dpo: DPO too)
     out_dir: str = ""                  # where the stages write (STAGE/ below it); empty = out/bench/NAME
     out: str = ""                      # the JSON's name; empty = pipeline[_gpu][_smoke]
+    resume: bool = False               # read back a stage already finished with the same flags, not rerun it
 
 
 def key_results(stage, ev):
@@ -57,6 +64,18 @@ def key_results(stage, ev):
             "kl": ppo.get("kl"), "best_of_n_win_rate": bo.get("win_rate_vs_sft")}
 
 
+def finished_run(stage_cfg):
+    """The report (eval.json) of a finished run of exactly this config in its out_dir, else None."""
+    ckpt_path, eval_path = (os.path.join(stage_cfg.out_dir, f) for f in ("ckpt.pt", "eval.json"))
+    if not (os.path.exists(ckpt_path) and os.path.exists(eval_path)):
+        return None
+    import torch
+    if torch.load(ckpt_path, map_location="cpu", weights_only=True).get("config") != asdict(stage_cfg):
+        return None
+    with open(eval_path, encoding="utf-8") as f:
+        return json.load(f)
+
+
 def main(argv=None):
     flags = parse_config(PipelineConfig, sys.argv[1:] if argv is None else argv)
     if flags.config not in ("default", "gpu"):
@@ -74,6 +93,10 @@ def main(argv=None):
         report["machine"]["gpu"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     except Exception as e:   # noqa: BLE001 - a description only
         report["machine"]["gpu"] = repr(e)
+    earlier = {}   # --resume: the stages of this JSON's previous run (their seconds)
+    if flags.resume and os.path.exists(out_path(name)):
+        with open(out_path(name), encoding="utf-8") as f:
+            earlier = json.load(f).get("stages", {})
     ok = True
     for stage in flags.stages.split(","):
         cfg = {**stage_flags.get(stage, {}), **(gpu_config.SMOKE.get(stage, {}) if flags.smoke else {})}
@@ -82,24 +105,32 @@ def main(argv=None):
         stage_cfg = parse_config(type(stages.config(stage)), args)   # read as the script's command line
         log_path = os.path.join(out_dir, f"{stage}.log")
         os.makedirs(os.path.dirname(log_path), exist_ok=True)
-        open(log_path, "w").close()
-        print(f"[{stage}] python train_{stage}.py {' '.join(args)}", flush=True)
         result = {"command": f"python train_{stage}.py " + " ".join(args)}
-        try:
-            child = stages.run_in_child(stage, log_path, **asdict(stage_cfg))
-            result.update({"exit_status": 0, "seconds": round(child["seconds"], 1), "device": child["device"],
-                           "peak_rss_mib": round(child["peak_rss_mib"]), "peak_gpu_mib": child["peak_gpu_mib"] and
-                           round(child["peak_gpu_mib"]), "eval": child["report"],
-                           "key_results": key_results(stage, child["report"])})
-        except stages.StageFailed as e:
-            result.update({"exit_status": 1, "seconds": 0.0, "log_tail": str(e)[-3000:]})
-            ok = False
+        done = finished_run(stage_cfg) if flags.resume else None
+        if done is not None:   # the seconds of the run that made it, when this JSON recorded them
+            before = earlier.get(stage, {})
+            result.update({**{k: before.get(k) for k in ("seconds", "device", "peak_rss_mib", "peak_gpu_mib")
+                              if before.get("command") == result["command"]},
+                           "exit_status": 0, "resumed": True, "eval": done, "key_results": key_results(stage, done)})
+            print(f"[{stage}] already finished with these flags in {stage_cfg.out_dir}: read back", flush=True)
+        else:
+            open(log_path, "w").close()
+            print(f"[{stage}] python train_{stage}.py {' '.join(args)}", flush=True)
+            try:
+                child = stages.run_in_child(stage, log_path, **asdict(stage_cfg))
+                result.update({"exit_status": 0, "seconds": round(child["seconds"], 1), "device": child["device"],
+                               "peak_rss_mib": round(child["peak_rss_mib"]), "peak_gpu_mib": child["peak_gpu_mib"]
+                               and round(child["peak_gpu_mib"]), "eval": child["report"],
+                               "key_results": key_results(stage, child["report"])})
+            except stages.StageFailed as e:
+                result.update({"exit_status": 1, "seconds": 0.0, "log_tail": str(e)[-3000:]})
+                ok = False
+            if os.environ.get("OUT"):
+                shutil.copy(log_path, os.path.join(os.environ["OUT"], f"{name}_{stage}.log"))
         report["stages"][stage] = result
-        report["total_seconds"] = round(sum(s["seconds"] for s in report["stages"].values()), 1)
+        report["total_seconds"] = round(sum(s.get("seconds") or 0 for s in report["stages"].values()), 1)
         write_json(name, report)   # after every stage: a run cut short keeps what it measured
-        if os.environ.get("OUT"):
-            shutil.copy(log_path, os.path.join(os.environ["OUT"], f"{name}_{stage}.log"))
-        print(f"[{stage}] exit {result['exit_status']} after {result['seconds']:.0f}s; key results: "
+        print(f"[{stage}] exit {result['exit_status']} after {result.get('seconds') or 0:.0f}s; key results: "
               f"{result.get('key_results')}", flush=True)
         if not ok:
             print(result["log_tail"])

@@ -5,9 +5,10 @@ The course tool: make a student copy of nanorm with the graded code taken out.
     python -m nanorm.course --out=student --force=true   # replace an earlier student copy
     python -m nanorm.course --out=/tmp/x --only=2.1      # stub one exercise (to check its tests)
     python -m nanorm.course --audit=true                 # check the test markers against what tests run
+    python -m nanorm.course --grade=submissions          # score student copies, each exercise in isolation
 
 The regions, the student copy and which tests grade what: nanorm/course/assignments.py. The audit:
-nanorm/course/audit.py.
+nanorm/course/audit.py. The grader: nanorm/course/grade.py.
 """
 
 import os
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from nanorm.config import parse_config
 from nanorm.course.assignments import ROOT, RegionError, graded_tests, make_student_copy
 from nanorm.course.audit import report_audit
+from nanorm.course.grade import report_grades
 
 
 @dataclass
@@ -25,9 +27,12 @@ class CourseConfig:
     force: bool = False    # replace an existing student copy at --out (only one this tool made)
     only: str = ""         # comma-separated labels to stub, e.g. "1.1,2.1"; empty = every exercise
     audit: bool = False    # instead of copying: run the tests here and check their exercise markers
+    grade: str = ""        # instead of copying: grade this student copy, or every copy in this folder
+    grade_out: str = ""    # where the grades go (JSON); empty = GRADE/grades.json
+    grade_timeout: int = 60   # seconds a grading test may run before it fails
 
     def check(self):
-        if not self.out and not self.audit:
+        if not self.out and not self.audit and not self.grade:
             raise SystemExit("error: --out=DIR is required (where to write the student copy)")
 
 
@@ -35,6 +40,8 @@ def main(argv):
     cfg = parse_config(CourseConfig, argv)
     if cfg.audit:
         return report_audit(ROOT)
+    if cfg.grade:
+        return report_grades(cfg.grade, cfg.grade_out, cfg.grade_timeout)
     only = {s.strip() for s in cfg.only.split(",") if s.strip()} or None
     try:
         stubbed = make_student_copy(cfg.out, ROOT, cfg.force, only)
