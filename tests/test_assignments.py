@@ -150,6 +150,11 @@ def test_student_copy_fails_exactly_the_graded_tests(tmp_path):
         text = (student / ex.path).read_text()
         assert f"raise NotImplementedError({ex.message!r})" in text
     assert "scaled_dot_product_attention(q, k, v" not in (student / "nanorm" / "model.py").read_text()
+    # the hidden tests' naive references (each a solution) stay with the instructor
+    assert not (student / "tests" / "hidden").exists()
+    copied = "\n".join(p.read_text() for p in student.rglob("*.py"))
+    for reference in ("def naive_loss(", "def gae_reference(", "for t in reversed(range(L))"):
+        assert reference not in copied, reference
     # a second run replaces its own copy only with --force
     again = subprocess.run([sys.executable, "-m", "nanorm.course", f"--out={student}", "--only=2.1"], cwd=ROOT,
                            capture_output=True, text=True, timeout=120)

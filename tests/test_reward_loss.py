@@ -1,10 +1,10 @@
-"""Bradley-Terry reward-model loss and its evaluation helpers, checked by hand and against a naive loop."""
+"""Bradley-Terry reward-model loss and its evaluation helpers, checked on hand-worked values (the check
+against a naive pair loop is a hidden test: tests/hidden/test_reference_reward_loss.py)."""
 
 import math
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from nanorm.reward import (
     bayes_ceiling,
@@ -57,41 +57,6 @@ def test_kwise_pairs_offsets_two_prompts():
 
 # -----------------------------------------------------------------------------
 # the loss
-
-def naive_loss(r, rankings):
-    """InstructGPT eq. 1 written as an explicit loop over prompts and pairs."""
-    per_prompt = []
-    offset = 0
-    for ranking in rankings:
-        K = len(ranking)
-        total = 0.0
-        for i in range(K):
-            for j in range(i + 1, K):
-                w, l = offset + ranking[i], offset + ranking[j]
-                total = total - torch.log(torch.sigmoid(r[w] - r[l]))
-        per_prompt.append(total / math.comb(K, 2))
-        offset += K
-    return sum(per_prompt) / len(per_prompt)
-
-
-@pytest.mark.exercise("3.3", "3.4", "3.5")
-@pytest.mark.parametrize("Ks", [[2], [3, 4], [9, 2, 5, 4], [4, 9, 9]])
-def test_kwise_loss_and_grad_match_pair_loop(Ks):
-    g = torch.Generator().manual_seed(sum(Ks))
-    rankings = [torch.randperm(K, generator=g).tolist() for K in Ks]
-    r0 = torch.randn(sum(Ks), generator=g, dtype=torch.float64)
-
-    r = r0.clone().requires_grad_(True)
-    loss = bradley_terry_loss(r, *kwise_pairs(rankings))
-    loss.backward()
-
-    r_ref = r0.clone().requires_grad_(True)
-    loss_ref = naive_loss(r_ref, rankings)
-    loss_ref.backward()
-
-    assert torch.allclose(loss, loss_ref)
-    assert torch.allclose(r.grad, r_ref.grad)
-
 
 @pytest.mark.exercise("3.3", "3.4", "3.5")
 def test_loss_weights_prompts_not_pairs():

@@ -27,7 +27,9 @@ per exercise, by tracing which tests run which region.
 
 The copy holds what git would commit (tracked files plus untracked, non-ignored ones; a plain walk of
 the tree that skips out/, .git and caches where git is missing), minus tests/test_assignments.py, the
-maintainers' check of the copy itself. Nothing is written outside --out.
+maintainers' check of the copy itself, and minus tests/hidden/: the tests whose naive reference (a pair
+loop, a scalar GAE loop) is itself a solution. They stay with the instructor, whose grader runs them
+(nanorm/course/grade.py); the student copy keeps the tests with hand-worked values. Nothing is written outside --out.
 """
 
 import ast
@@ -41,6 +43,7 @@ from dataclasses import dataclass
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 STAMP = ".nanorm-student"                      # written into every student copy; --force only replaces those
 LEFT_OUT = {"tests/test_assignments.py"}       # not copied (see the docstring)
+HIDDEN = "tests/hidden/"                       # the instructor's tests that hold a reference solution: not copied
 SKIP_DIRS = {".git", "out", "student", "__pycache__", ".pytest_cache", ".benchmarks"}   # the walk without git
 
 BEGIN_RE = re.compile(r"^(?P<indent>[ \t]*)# BEGIN SOLUTION\b(?P<rest>.*)$")
@@ -195,14 +198,21 @@ def _exercise_marks(decorators):
     return labels
 
 
+def test_files(root=ROOT):
+    """tests/test_*.py and tests/hidden/test_*.py, relative to root, sorted."""
+    found = []
+    for folder in ("tests", HIDDEN.rstrip("/")):
+        if os.path.isdir(os.path.join(root, folder)):
+            found += [f"{folder}/{name}" for name in sorted(os.listdir(os.path.join(root, folder)))
+                      if name.startswith("test_") and name.endswith(".py")]
+    return found
+
+
 def graded_tests(root=ROOT):
-    """{label: [test id, ...]}, read statically from tests/test_*.py (parametrized cases share one id)."""
+    """{label: [test id, ...]}, read statically from test_files (parametrized cases share one id)."""
     graded = {}
-    tests_dir = os.path.join(root, "tests")
-    for name in sorted(os.listdir(tests_dir)) if os.path.isdir(tests_dir) else []:
-        if not (name.startswith("test_") and name.endswith(".py")):
-            continue
-        with open(os.path.join(tests_dir, name), encoding="utf-8") as f:
+    for name in test_files(root):
+        with open(os.path.join(root, name), encoding="utf-8") as f:
             tree = ast.parse(f.read(), filename=name)
         module_labels = []
         for node in tree.body:
@@ -216,7 +226,7 @@ def graded_tests(root=ROOT):
                     visit(node.body, f"{prefix}{node.name}::", inherited + _exercise_marks(node.decorator_list))
                 elif isinstance(node, ast.FunctionDef) and node.name.startswith("test"):
                     for label in dict.fromkeys(inherited + _exercise_marks(node.decorator_list)):
-                        graded.setdefault(label, []).append(f"tests/{name}::{prefix}{node.name}")
+                        graded.setdefault(label, []).append(f"{name}::{prefix}{node.name}")
 
         visit(tree.body, "", module_labels)
     return graded
@@ -234,7 +244,7 @@ def _inside(path, parent):
 def make_student_copy(out, root=ROOT, force=False, only=None):
     """Write the student copy to `out`; returns the exercises stubbed."""
     out = os.path.abspath(out)
-    files = [p for p in repo_files(root) if p not in LEFT_OUT]
+    files = [p for p in repo_files(root) if p not in LEFT_OUT and not p.startswith(HIDDEN)]
     if _inside(root, out):
         raise SystemExit(f"error: --out={out} is the repository or contains it; choose another directory")
     inside = [p for p in files if _inside(os.path.join(root, p), out)]

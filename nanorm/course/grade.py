@@ -6,8 +6,8 @@ The grader: score student copies exercise by exercise, each exercise in isolatio
 
 Run it from the instructor's repository. For each exercise it takes THIS repository, puts the student's
 lines of that one region in place of the reference lines, and runs THIS repository's tests of that
-exercise in the unit-test modules (GRADING_MODULES: hand-worked values and naive references, a second or
-so each). Everything else is the reference: a mistake in one exercise costs that exercise only, and
+exercise in the unit-test modules (GRADING_MODULES: hand-worked values, and the hidden tests' naive
+references that the student copy leaves out; a second or so each). Everything else is the reference: a mistake in one exercise costs that exercise only, and
 neither the student's tests nor the rest of the student's code is ever run, so editing the tests or
 another file of the copy changes nothing.
 
@@ -32,7 +32,8 @@ from nanorm.course.assignments import (BEGIN_RE, END_RE, LABEL_RE, ROOT, STAMP, 
                                       repo_files)
 
 GRADING_MODULES = ("tests/test_model.py", "tests/test_sft_loss.py", "tests/test_reward_loss.py",
-                   "tests/test_ppo_math.py", "tests/test_dpo_math.py")
+                   "tests/test_ppo_math.py", "tests/test_dpo_math.py",
+                   "tests/hidden/test_reference_reward_loss.py", "tests/hidden/test_reference_gae.py")
 
 
 def student_copies(path):
@@ -111,10 +112,11 @@ def _forget_modules():
             del sys.modules[name]
 
 
-def run_grading_tests(tree, label, timeout):
-    """Run this repository's grading tests of `label` in `tree`; returns (passed, failed, first failure)."""
+def run_grading_tests(tree, label, timeout, graded=None):
+    """Run this repository's grading tests of `label` in `tree`; returns (passed, failed, first failure).
+    graded: graded_tests(tree), if already read."""
     import pytest
-    graded = {test.split("::")[0] for test in graded_tests(tree).get(label, [])}
+    graded = {test.split("::")[0] for test in (graded or graded_tests(tree)).get(label, [])}
     modules = [m for m in GRADING_MODULES if m in graded]
     if not modules:
         return 0, 0, f"no test in {', '.join(GRADING_MODULES)} grades exercise {label}"
@@ -138,6 +140,7 @@ def grade(copies, root=ROOT, timeout=60):
     exercises = all_exercises(root)
     cache = {}   # (label, the student's lines) -> the grade: a region graded once however many share it
     out = {copy: {} for copy in copies}
+    graded = graded_tests(root)
     with tempfile.TemporaryDirectory(prefix="nanorm-grade-") as tree:
         for rel in repo_files(root):   # the instructor's repository, tests included
             os.makedirs(os.path.dirname(os.path.join(tree, rel)), exist_ok=True)
@@ -155,7 +158,7 @@ def grade(copies, root=ROOT, timeout=60):
                     grafted = reference[:ex.begin] + body + reference[ex.end - 1:]
                     with open(os.path.join(tree, ex.path), "w", encoding="utf-8") as f:
                         f.writelines(grafted)
-                    passed, failed, first = run_grading_tests(tree, ex.label, timeout)
+                    passed, failed, first = run_grading_tests(tree, ex.label, timeout, graded)
                     ok = passed > 0 and failed == 0
                     cache[key] = {"points": int(ok), "passed": passed, "failed": failed,
                                   "why": "" if ok else first or "no grading test ran"}
