@@ -6,7 +6,7 @@ import json
 import pytest
 
 from nanorm import world
-from nanorm.bench import generation, gpu_config, pipeline, reward_model, train_step
+from nanorm.bench import generation, gpu_config, growth, pipeline, reward_model, train_step
 
 
 @pytest.fixture(autouse=True)
@@ -82,3 +82,27 @@ def test_gpu_config_asks_for_no_more_prompts_than_the_world_has():
     assert flags["sft"]["n_eval_prompts"] <= size["test"]      # train_sft.py samples test prompts at the end
     assert flags["rm"]["n_eval_prompts"] <= size["val"]        # train_rm.py holds out validation prompts
     assert flags["ppo"]["n_eval_prompts"] <= size["val"] and flags["ppo"]["n_test_prompts"] <= size["test"]
+
+
+def test_growth_doubles_one_knob_at_a_time_and_divides_by_the_base(tmp_path, monkeypatch):
+    cfg = growth.GrowthConfig(out_dir=str(tmp_path))
+    base = growth.base_runs(cfg)
+    rows = growth.doubled(cfg, {"sft": "W/sft.pt", "rm": "W/rm.pt"})
+    assert [(s, w) for s, w, _ in rows if w == "base"] == [("sft", "base"), ("rm", "base"), ("ppo", "base")]
+    for stage, what, change in rows:
+        if what in ("batch x2", "prompts x2"):
+            key = next(iter(change))
+            assert change[key] == 2 * {**growth.stages.defaults(stage), **base[stage]}[key]
+    assert dict((w, c) for s, w, c in rows if s == "rm")["K x2"] == {"k_min": 8, "k_max": 18}
+
+    def fake_child(stage, log_path, **flags):   # a stage whose training time is its batch (or prompts) / 10
+        full = {**growth.stages.defaults(stage), **flags}
+        work = full["n_prompts"] if stage == "rm" else full["batch_size"]
+        return {"report": {"train_seconds": work / 10}, "seconds": work / 10 + 1.0}
+    monkeypatch.setattr(growth.stages, "run_in_child", fake_child)
+    out = {(r["stage"], r["what"]): r for r in growth.main([f"--out_dir={tmp_path}"])}
+    assert out[("sft", "batch x2")]["train_ratio"] == pytest.approx(2.0)         # 12.8 s / 6.4 s
+    assert out[("sft", "batch x2")]["wall_ratio"] == pytest.approx(13.8 / 7.4)     # + 1 s each
+    assert out[("rm", "prompts x2")]["train_ratio"] == pytest.approx(2.0)
+    assert out[("ppo", "base")]["train_ratio"] == 1.0
+    assert json.load(open(tmp_path / "growth.json"))["rows"][0]["what"] == "base"

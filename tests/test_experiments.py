@@ -9,7 +9,7 @@ from nanorm import world
 from nanorm.world import minimal_edit
 from nanorm.experiments.headroom import judge_scores, win_rates
 from nanorm.experiments.what_the_rm_sees import mistake_kind
-from nanorm.prefdata import Comparison
+from nanorm.prefdata import Comparison, load_comparisons
 
 
 def prompt(text):
@@ -121,3 +121,56 @@ def test_pair_batching_smoke(tmp_path, tiny_rm):
     assert kwise["curve"][0] == shuffled["curve"][0]                         # the same start: the SFT trunk
     assert json.load(open(tmp_path / "pair_batching.json"))["n_pairs"] == res["n_pairs"]
     assert (tmp_path / "pair_batching.png").stat().st_size > 1000
+
+
+class _FixedLabeler:
+    """A labeler stand-in whose utilities are given and whose noise is zero."""
+    id, temperature = 0, 0.0
+
+    def __init__(self, utilities):
+        self.utilities = utilities
+
+    def utility(self, prompt, text, finished=True):
+        return self.utilities[text]
+
+
+def test_scores_and_rankings_are_one_reading_of_the_same_utilities():
+    import random
+    from nanorm.experiments.scores_vs_rankings import label_both_ways
+    prompt = world.make_split("train", 1)[0]
+    rec = Comparison(prompt.text, ["a", "b", "c", "d"], [0, 1, 2, 3], 0,
+                     {"world_prompt": prompt.to_dict(), "finished": [True] * 4})
+    lab = _FixedLabeler({"a": 0.1, "b": 1.0, "c": -2.0, "d": 0.5})
+    # noise-free: the ranking sorts the utilities; score = round(5.5 + 3 * scale * u + offset), clipped to 1..10
+    ranking, scores = label_both_ways(rec, lab, {0: (0.0, 1.0)}, random.Random(0))
+    assert ranking == [1, 3, 0, 2] and scores == [6, 8, 1, 7]         # 5.8, 8.5 (to even), -0.5 -> 1, 7.0
+    _, shifted = label_both_ways(rec, lab, {0: (2.0, 0.5)}, random.Random(0))   # another labeler's scale
+    assert shifted == [8, 9, 4, 8]                                    # 7.65, 9.0, 4.5 (to even), 8.25
+    # with noise, the ranking is still the order of the scores' noisy utilities: never against them
+    lab.temperature = 0.3
+    for seed in range(20):
+        ranking, scores = label_both_ways(rec, lab, {0: (0.0, 1.0)}, random.Random(seed))
+        assert all(scores[ranking[i]] >= scores[ranking[i + 1]] for i in range(3))
+
+
+def test_score_pairs_orient_by_score_and_tie_equal_scores():
+    from nanorm.experiments.scores_vs_rankings import score_pairs
+    rec = Comparison("q", ["a", "b", "c"], [0, 1, 2], 2, {"scores": [3, 7, 3], "finished": [True, False, True]})
+    pairs = score_pairs(rec)
+    assert [(p.responses, p.p_chosen, p.finished) for p in pairs] == [
+        (["b", "a"], None, [False, True]), (["a", "c"], 0.5, [True, True]), (["b", "c"], None, [False, True])]
+
+
+@pytest.mark.exercise("1.1", "2.1", "3.1", "3.2", "3.3", "3.4", "3.5", "4.1", "4.2", "4.3")
+def test_scores_vs_rankings_smoke(tmp_path, tiny_rm):
+    from nanorm.experiments.scores_vs_rankings import WAYS, main
+    res = main([f"--comparisons={tiny_rm.dir}/comparisons.jsonl", f"--eval_comparisons={tiny_rm.dir}/eval_comparisons.jsonl",
+                f"--sft_ckpt={tiny_rm.flags['sft_ckpt']}", f"--out_dir={tmp_path}", "--n_prompts=4", "--threads=1"])
+    assert [run["way"] for run in res["runs"]] == list(WAYS) and res["n_prompts"] == 4
+    assert all(run["steps"] == 2 and 0 <= run["accuracy"] <= 1 for run in res["runs"])
+    agree = {run["inter_labeler_agreement"] for run in res["runs"]}
+    assert len(agree) == 1                                  # one set of held-out pairs judges every RM
+    loaded = load_comparisons(f"{tiny_rm.dir}/comparisons.jsonl")[0][:4]     # as the experiment loads them
+    assert sum(res["score_histogram"].values()) == sum(len(r.responses) for r in loaded)
+    assert json.load(open(tmp_path / "scores_vs_rankings.json"))["n_pairs"] == res["n_pairs"]
+    assert (tmp_path / "scores_vs_rankings.png").stat().st_size > 1000

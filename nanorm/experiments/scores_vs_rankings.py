@@ -1,0 +1,221 @@
+"""
+Why rankings? The same labelers, the same responses, the same labelling budget: scores 1 to 10 or a ranking.
+
+The document says rankings are easier for people than absolute scores. People differ in where they put
+"a 7" and in how far apart they spread their marks, and a coarse scale cannot say which of two good
+answers is better. This experiment gives the world's labelers a scoring mode and trains reward models
+on each kind of label, from the same SFT trunk, with the same optimiser and the same steps.
+
+One labelling of a prompt's K responses (the first --n_prompts rankings of out/rm/comparisons.jsonl,
+their responses and their labeler) is ONE draw of that labeler's noisy utilities,
+    v_i = u_i + temperature * g_i,  g_i ~ Gumbel(0, 1)
+(sorting v is exactly the labeler's Plackett-Luce ranking, nanorm/world/labelers.py::Labeler.rank), read
+two ways:
+    rankings         the order of v (what train_rm.py collects);
+    scores           round(5.5 + scale_l * 3 * v_i + offset_l), clipped to 1..10, where each labeler has its
+                     own offset_l ~ N(0, --offset_sd) and scale_l ~ LogNormal(0, --scale_sd): the
+                     labelers' calibration differs, as people's does.
+Both kinds carry the same noise; what the scores add is the labelers' differing calibration and the
+scale's coarseness. Three RMs:
+    bt_rankings      Bradley-Terry on the rankings' C(K,2) pairs (train_rm.py's loss)
+    mse_scores       regression of the reward on the score, (score - 5.5) / 3 (mean squared error)
+    bt_scores        Bradley-Terry on the pairs the scores imply; two equal scores are a tie (p = 0.5)
+bt_scores against mse_scores separates the loss from the labels; bt_scores against bt_rankings is
+what a score loses as information. Each is evaluated on train_rm.py's held-out rankings (held-out
+labelers, out/rm/eval_comparisons.jsonl): accuracy against labeler A, inter-labeler agreement, gold.
+
+    python -m nanorm.experiments.scores_vs_rankings          # after train_sft.py and train_rm.py, ~4 minutes
+    python -m nanorm.experiments.scores_vs_rankings --publish=true   # also copy the figure to lessons/figures/
+
+Writes out/scores_vs_rankings/scores_vs_rankings.json and .png.
+"""
+
+import math
+import os
+import random
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+
+import train_rm
+from nanorm import world
+from nanorm.checkpoint import write_json
+from nanorm.config import at_least, parse_config, print_config, seed_everything
+from nanorm.evaluate import evaluate_rm, load_policy
+from nanorm.model import ScalarHeadModel
+from nanorm.prefdata import Comparison, load_comparisons, pair_targets
+from nanorm.reward import bradley_terry_loss
+from nanorm.tokenizer import DEFAULT_RANKS, load_tokenizer
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+WAYS = ("bt_rankings", "mse_scores", "bt_scores")
+
+
+@dataclass
+class ScoresConfig:
+    comparisons: str = "out/rm/comparisons.jsonl"        # the default train_rm.py run's rankings
+    eval_comparisons: str = "out/rm/eval_comparisons.jsonl"
+    sft_ckpt: str = "out/sft/ckpt.pt"
+    tokenizer: str = DEFAULT_RANKS
+    out_dir: str = "out/scores_vs_rankings"
+    n_prompts: int = 600              # prompts labelled (each K = 4..9 responses), once each
+    n_labelers: int = 8               # train_rm.py's labelers (its --seed draws them), the last two held out
+    offset_sd: float = 1.0            # spread of the labelers' offsets, in score points
+    scale_sd: float = 0.3             # log-normal spread of the labelers' scales
+    prompts_per_batch: int = 2        # train_rm.py's default
+    epochs: int = 1
+    lr: float = 3e-4                  # train_rm.py's, with its cosine decay to lr / 10
+    seed: int = 1337                  # train_rm.py's --seed: its labelers
+    threads: int = 0
+    publish: bool = False
+
+    def check(self):
+        at_least(self, 1, "n_prompts", "prompts_per_batch", "epochs", "n_labelers")
+        at_least(self, 0, "offset_sd", "scale_sd")
+
+
+def score_scale(labelers, offset_sd, scale_sd, seed):
+    """{labeler id: (offset, scale)}: how each labeler uses the 1-to-10 scale."""
+    rng = np.random.default_rng(seed)
+    return {lab.id: (float(rng.normal(0, offset_sd)), float(rng.lognormal(0, scale_sd))) for lab in labelers}
+
+
+def label_both_ways(rec, labeler, calibration, rng):
+    """One noisy reading of a prompt's responses by one labeler, as a ranking and as scores 1..10."""
+    p = world.Prompt.from_dict(rec.meta["world_prompt"])
+    v = [labeler.utility(p, t, d) - labeler.temperature * math.log(-math.log(rng.random() or 1e-300))
+         for t, d in zip(rec.responses, rec.finished)]                       # u + T * Gumbel(0, 1)
+    ranking = sorted(range(len(v)), key=lambda i: -v[i])
+    offset, scale = calibration[labeler.id]
+    scores = [min(10, max(1, round(5.5 + 3 * scale * x + offset))) for x in v]
+    return ranking, scores
+
+
+def relabel(records, labelers, calibration, seed):
+    """The records with rankings redrawn, and each one's scores (meta["scores"])."""
+    rng = random.Random(seed)
+    by_id = {lab.id: lab for lab in labelers}
+    out = []
+    for rec in records:
+        ranking, scores = label_both_ways(rec, by_id[rec.labeler], calibration, rng)
+        out.append(Comparison(rec.prompt, rec.responses, ranking, rec.labeler, {**rec.meta, "scores": scores}))
+    return out
+
+
+def score_pairs(rec):
+    """The pairs the scores imply, as K = 2 comparisons; equal scores are a tie (p_chosen 0.5)."""
+    s, out = rec.meta["scores"], []
+    for i in range(len(s)):
+        for j in range(i + 1, len(s)):
+            w, l = (i, j) if s[i] >= s[j] else (j, i)
+            out.append(Comparison(rec.prompt, [rec.responses[w], rec.responses[l]], [0, 1], rec.labeler,
+                                  {**rec.meta, "finished": [rec.finished[w], rec.finished[l]]},
+                                  p_chosen=0.5 if s[i] == s[j] else None))
+    return out
+
+
+def loss_of(way, rm, batch, args):
+    """The loss of one step's batch of records, for one way of training."""
+    if way == "mse_scores":
+        r = train_rm.forward_rewards(rm, batch, *args)[0]
+        target = torch.tensor([(s - 5.5) / 3 for rec in batch for s in rec.meta["scores"]])
+        return torch.mean((r - target) ** 2)
+    if way == "bt_scores":   # each record's score pairs, a prompt's pairs weighted as one prompt
+        per_record = [score_pairs(rec) for rec in batch]
+        pairs = [pr for prs in per_record for pr in prs]
+        r, idx_w, idx_l, group = train_rm.forward_rewards(rm, pairs, *args)
+        prompt_of = torch.tensor([k for k, prs in enumerate(per_record) for _ in prs])   # pair -> its prompt
+        p = torch.tensor(pair_targets(pairs))
+        return bradley_terry_loss(r, idx_w, idx_l, prompt_of[group], p=p)
+    r, idx_w, idx_l, group = train_rm.forward_rewards(rm, batch, *args)
+    return bradley_terry_loss(r, idx_w, idx_l, group)
+
+
+def train(way, sft, records, eval_records, heldout, tok, cfg, max_new):
+    """One RM from the SFT trunk, trained `way`; its held-out report (evaluate_rm)."""
+    seed_everything(cfg.seed)
+    rm = ScalarHeadModel.from_gpt(sft)
+    steps = math.ceil(len(records) / cfg.prompts_per_batch) * cfg.epochs
+    optimizer = torch.optim.AdamW(rm.parameters(), lr=cfg.lr, weight_decay=0.0)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps, eta_min=cfg.lr / 10)
+    args = (tok, max_new, torch.device("cpu"), "float32")
+    t0 = time.time()
+    rm.train()
+    for epoch in range(cfg.epochs):
+        order = list(range(len(records)))
+        random.Random(cfg.seed + epoch).shuffle(order)
+        for at in range(0, len(order), cfg.prompts_per_batch):
+            loss = loss_of(way, rm, [records[j] for j in order[at:at + cfg.prompts_per_batch]], args)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(rm.parameters(), 1.0)
+            optimizer.step()
+            scheduler.step()
+    r = train_rm.rewards_and_loss(rm, eval_records, *args)[0]
+    report = evaluate_rm(r, eval_records, *heldout, seed=cfg.seed)
+    keep = ("accuracy", "inter_labeler_agreement", "bayes_ceiling", "gold_accuracy", "ece", "accuracy_per_family")
+    print(f"  {way:12s} held-out accuracy {report['accuracy']:.3f} (agreement {report['inter_labeler_agreement']:.3f}), "
+          f"vs gold {report['gold_accuracy']:.3f} ({time.time() - t0:.0f}s)", flush=True)
+    return {"way": way, "steps": steps, "seconds": round(time.time() - t0, 1), **{k: report[k] for k in keep}}
+
+
+def make_figure(res, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(7, 4))
+    x = np.arange(len(res["runs"]))
+    for k, (key, label) in enumerate([("accuracy", "vs held-out labeler A"), ("gold_accuracy", "vs gold")]):
+        vals = [run[key] for run in res["runs"]]
+        bars = ax.bar(x + (k - 0.5) * 0.38, vals, 0.38, label=label)
+        ax.bar_label(bars, fmt="%.3f", fontsize=8)
+    agree = res["runs"][0]["inter_labeler_agreement"]
+    ax.axhline(agree, color="gray", ls="--", lw=1, label=f"labeler B vs A ({agree:.3f})")
+    ax.axhline(0.5, color="gray", ls=":", lw=1)
+    ax.set_xticks(x, [run["way"] for run in res["runs"]])
+    ax.set(ylim=(0.45, 0.85), ylabel="held-out pairwise accuracy",
+           title=f"The same {res['n_prompts']} labellings as rankings or as scores 1-10")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv):
+    cfg = parse_config(ScoresConfig, argv)
+    print_config(cfg)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    os.makedirs(cfg.out_dir, exist_ok=True)
+    tok = load_tokenizer(cfg.tokenizer)
+    sft, ckpt = load_policy(cfg.sft_ckpt, tok, torch.device("cpu"), kinds="sft")
+    max_new = ckpt["config"]["max_response_tokens"]
+    labelers = world.make_labelers(cfg.n_labelers, seed=cfg.seed)
+    calibration = score_scale(labelers, cfg.offset_sd, cfg.scale_sd, cfg.seed)
+    records = relabel(load_comparisons(cfg.comparisons)[0][:cfg.n_prompts], labelers, calibration, cfg.seed)
+    eval_records = load_comparisons(cfg.eval_comparisons)[0]
+    scores = [s for rec in records for s in rec.meta["scores"]]
+    n_pairs = sum(math.comb(len(rec.responses), 2) for rec in records)
+    ties = sum(pr.p_chosen == 0.5 for rec in records for pr in score_pairs(rec))
+    print(f"{len(records)} prompts labelled ({len(scores)} responses, {n_pairs} pairs); the scores tie on "
+          f"{ties / n_pairs:.1%} of the pairs; {len(eval_records)} held-out rankings")
+    res = {"config": asdict(cfg), "n_prompts": len(records), "n_pairs": n_pairs, "score_tie_rate": ties / n_pairs,
+           "score_histogram": {s: scores.count(s) for s in range(1, 11)},
+           "calibration": {str(k): v for k, v in calibration.items()},
+           "runs": [train(way, sft, records, eval_records, labelers[-2:], tok, cfg, max_new) for way in WAYS]}
+    figure = os.path.join(cfg.out_dir, "scores_vs_rankings.png")
+    make_figure(res, figure)
+    res["figure"] = os.path.abspath(figure)
+    write_json(os.path.join(cfg.out_dir, "scores_vs_rankings.json"), res)
+    if cfg.publish:
+        shutil.copyfile(figure, os.path.join(ROOT, "lessons", "figures", "scores_vs_rankings.png"))
+    print(f"wrote {cfg.out_dir}/scores_vs_rankings.json and {figure}")
+    return res
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
