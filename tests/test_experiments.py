@@ -153,12 +153,12 @@ def test_scores_and_rankings_are_one_reading_of_the_same_utilities():
         assert all(scores[ranking[i]] >= scores[ranking[i + 1]] for i in range(3))
 
 
-def test_score_pairs_orient_by_score_and_tie_equal_scores():
-    from nanorm.experiments.scores_vs_rankings import score_pairs
-    rec = Comparison("q", ["a", "b", "c"], [0, 1, 2], 2, {"scores": [3, 7, 3], "finished": [True, False, True]})
-    pairs = score_pairs(rec)
-    assert [(p.responses, p.p_chosen, p.finished) for p in pairs] == [
-        (["b", "a"], None, [False, True]), (["a", "c"], 0.5, [True, True]), (["b", "c"], None, [False, True])]
+@pytest.mark.exercise("3.4")
+def test_score_ranking_orders_by_score_and_ties_equal_scores():
+    from nanorm.experiments.scores_vs_rankings import score_ranking
+    ranking, targets = score_ranking([3, 7, 3, 5])
+    assert ranking == [1, 3, 0, 2]                  # pairs (1,3) (1,0) (1,2) (3,0) (3,2) (0,2): only 0-2 is a tie
+    assert targets == [1.0, 1.0, 1.0, 1.0, 1.0, 0.5]
 
 
 @pytest.mark.exercise("1.1", "2.1", "3.1", "3.2", "3.3", "3.4", "3.5", "4.1", "4.2", "4.3")

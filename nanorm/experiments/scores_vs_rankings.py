@@ -47,8 +47,8 @@ from nanorm.checkpoint import write_json
 from nanorm.config import at_least, parse_config, print_config, seed_everything
 from nanorm.evaluate import evaluate_rm, load_policy
 from nanorm.model import ScalarHeadModel
-from nanorm.prefdata import Comparison, load_comparisons, pair_targets
-from nanorm.reward import bradley_terry_loss
+from nanorm.prefdata import Comparison, load_comparisons
+from nanorm.reward import bradley_terry_loss, kwise_pairs, ranking_to_pairs
 from nanorm.tokenizer import DEFAULT_RANKS, load_tokenizer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -106,16 +106,11 @@ def relabel(records, labelers, calibration, seed):
     return out
 
 
-def score_pairs(rec):
-    """The pairs the scores imply, as K = 2 comparisons; equal scores are a tie (p_chosen 0.5)."""
-    s, out = rec.meta["scores"], []
-    for i in range(len(s)):
-        for j in range(i + 1, len(s)):
-            w, l = (i, j) if s[i] >= s[j] else (j, i)
-            out.append(Comparison(rec.prompt, [rec.responses[w], rec.responses[l]], [0, 1], rec.labeler,
-                                  {**rec.meta, "finished": [rec.finished[w], rec.finished[l]]},
-                                  p_chosen=0.5 if s[i] == s[j] else None))
-    return out
+def score_ranking(scores):
+    """The responses ordered by score, best first (equal scores keep their order), and the soft target of
+    each of its pairs in ranking_to_pairs order: 1, or 0.5 where the two scores are equal (a tie)."""
+    ranking = sorted(range(len(scores)), key=lambda i: -scores[i])
+    return ranking, [0.5 if scores[w] == scores[l] else 1.0 for w, l in ranking_to_pairs(ranking)]
 
 
 def loss_of(way, rm, batch, args):
@@ -124,13 +119,11 @@ def loss_of(way, rm, batch, args):
         r = train_rm.forward_rewards(rm, batch, *args)[0]
         target = torch.tensor([(s - 5.5) / 3 for rec in batch for s in rec.meta["scores"]])
         return torch.mean((r - target) ** 2)
-    if way == "bt_scores":   # each record's score pairs, a prompt's pairs weighted as one prompt
-        per_record = [score_pairs(rec) for rec in batch]
-        pairs = [pr for prs in per_record for pr in prs]
-        r, idx_w, idx_l, group = train_rm.forward_rewards(rm, pairs, *args)
-        prompt_of = torch.tensor([k for k, prs in enumerate(per_record) for _ in prs])   # pair -> its prompt
-        p = torch.tensor(pair_targets(pairs))
-        return bradley_terry_loss(r, idx_w, idx_l, prompt_of[group], p=p)
+    if way == "bt_scores":   # every pair of a prompt's responses, oriented by score, ties at p = 0.5
+        r = train_rm.forward_rewards(rm, batch, *args)[0]
+        ranked = [score_ranking(rec.meta["scores"]) for rec in batch]
+        idx_w, idx_l, group = kwise_pairs([ranking for ranking, _ in ranked])
+        return bradley_terry_loss(r, idx_w, idx_l, group, p=torch.tensor([t for _, ts in ranked for t in ts]))
     r, idx_w, idx_l, group = train_rm.forward_rewards(rm, batch, *args)
     return bradley_terry_loss(r, idx_w, idx_l, group)
 
@@ -200,7 +193,7 @@ def main(argv):
     eval_records = load_comparisons(cfg.eval_comparisons)[0]
     scores = [s for rec in records for s in rec.meta["scores"]]
     n_pairs = sum(math.comb(len(rec.responses), 2) for rec in records)
-    ties = sum(pr.p_chosen == 0.5 for rec in records for pr in score_pairs(rec))
+    ties = sum(t == 0.5 for rec in records for t in score_ranking(rec.meta["scores"])[1])
     print(f"{len(records)} prompts labelled ({len(scores)} responses, {n_pairs} pairs); the scores tie on "
           f"{ties / n_pairs:.1%} of the pairs; {len(eval_records)} held-out rankings")
     res = {"config": asdict(cfg), "n_prompts": len(records), "n_pairs": n_pairs, "score_tie_rate": ties / n_pairs,
