@@ -2,7 +2,7 @@
 How the cost grows: each stage's time as one knob doubles, measured in one run, so a bigger run can be
 predicted from a small one.
 
-    python -m nanorm.bench.growth                      # ~8 minutes on 2 cores
+    python -m nanorm.bench.growth                      # ~9 minutes on 2 cores
     python -m nanorm.bench.growth --scale=0.25         # shorter runs, noisier ratios
 
 Each stage runs a short base configuration, then the same with one knob doubled:
