@@ -2,11 +2,21 @@
 Pieces the experiments share, so that no experiment imports another:
 
     load_sft_and_rm   the SFT policy and the normalised reward model of a config's checkpoints
+    load_rm_study     what an RM-training experiment starts from: the SFT trunk and the rankings
+    fresh_rm          an RM copied from the SFT trunk, with train_rm.py's optimiser and schedule
+    write_results     an experiment's JSON and figure into its out_dir (the figure also to lessons/figures/)
 """
+
+import os
+import shutil
 
 import torch
 
+from nanorm.checkpoint import write_json
+from nanorm.config import print_config
 from nanorm.evaluate import load_policy, load_reward_model
+from nanorm.model import ScalarHeadModel
+from nanorm.prefdata import load_comparisons
 from nanorm.tokenizer import load_tokenizer
 
 
@@ -20,3 +30,42 @@ def load_sft_and_rm(cfg):
     sft, _ = load_policy(cfg.sft_ckpt, tok, device, kinds="sft")
     rm, _ = load_reward_model(cfg.rm_ckpt, tok, device)
     return device, tok, sft, rm
+
+
+def load_rm_study(cfg):
+    """For an experiment that trains reward models on train_rm.py's rankings (a config with sft_ckpt,
+    tokenizer, comparisons, eval_comparisons, n_prompts, out_dir, threads): the config printed, its
+    out_dir made; returns (tokenizer, SFT policy on the CPU, its max response tokens, the first n_prompts
+    training rankings, the held-out rankings)."""
+    print_config(cfg)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    os.makedirs(cfg.out_dir, exist_ok=True)
+    tok = load_tokenizer(cfg.tokenizer)
+    sft, ckpt = load_policy(cfg.sft_ckpt, tok, torch.device("cpu"), kinds="sft")
+    records = load_comparisons(cfg.comparisons)[0][:cfg.n_prompts]
+    return tok, sft, ckpt["config"]["max_response_tokens"], records, load_comparisons(cfg.eval_comparisons)[0]
+
+
+def fresh_rm(sft, lr, steps):
+    """An RM copied from the SFT trunk, AdamW without weight decay and the cosine decay to lr / 10 over
+    `steps` (train_rm.py's): (rm, optimizer, scheduler)."""
+    rm = ScalarHeadModel.from_gpt(sft)
+    optimizer = torch.optim.AdamW(rm.parameters(), lr=lr, weight_decay=0.0)
+    return rm, optimizer, torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps, eta_min=lr / 10)
+
+
+LESSON_FIGURES = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                              "lessons", "figures")
+
+
+def write_results(res, out_dir, name, draw, publish=False):
+    """draw(res, path) makes OUT_DIR/NAME.png, recorded in res["figure"]; then OUT_DIR/NAME.json. publish:
+    also copy the figure to lessons/figures/NAME.png, for the lesson that shows it."""
+    figure = os.path.join(out_dir, f"{name}.png")
+    draw(res, figure)
+    res["figure"] = os.path.abspath(figure)
+    write_json(os.path.join(out_dir, f"{name}.json"), res)
+    if publish:
+        shutil.copyfile(figure, os.path.join(LESSON_FIGURES, f"{name}.png"))
+    print(f"wrote {out_dir}/{name}.json and {figure}")

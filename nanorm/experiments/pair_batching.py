@@ -22,9 +22,7 @@ Writes out/pair_batching/pair_batching.json and pair_batching.png.
 """
 
 import math
-import os
 import random
-import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -32,15 +30,12 @@ from dataclasses import asdict, dataclass
 import torch
 
 import train_rm
-from nanorm.checkpoint import write_json
-from nanorm.config import at_least, parse_config, print_config, seed_everything
-from nanorm.evaluate import load_policy
-from nanorm.model import ScalarHeadModel
-from nanorm.prefdata import Comparison, load_comparisons
+from nanorm.config import at_least, parse_config, seed_everything
+from nanorm.experiments.common import fresh_rm, load_rm_study, write_results
+from nanorm.prefdata import Comparison
 from nanorm.reward import bradley_terry_loss, ranking_to_pairs
-from nanorm.tokenizer import DEFAULT_RANKS, load_tokenizer
+from nanorm.tokenizer import DEFAULT_RANKS
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 @dataclass
@@ -76,16 +71,13 @@ def as_pair_records(records):
 def train(way, sft, records, eval_records, tok, cfg, max_new):
     """One RM from the SFT trunk, trained `way` (kwise | shuffled); its held-out curve."""
     seed_everything(cfg.seed)
-    rm = ScalarHeadModel.from_gpt(sft)
     if way == "kwise":
         examples, per_step = records, cfg.prompts_per_batch
     else:   # the same steps per epoch: as many pairs a step as a kwise step holds on average
         examples = as_pair_records(records)
         per_step = max(1, round(len(examples) / math.ceil(len(records) / cfg.prompts_per_batch)))
     steps_per_epoch = math.ceil(len(examples) / per_step)
-    total = steps_per_epoch * cfg.epochs
-    optimizer = torch.optim.AdamW(rm.parameters(), lr=cfg.lr, weight_decay=0.0)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, total, eta_min=cfg.lr / 10)
+    rm, optimizer, scheduler = fresh_rm(sft, cfg.lr, steps_per_epoch * cfg.epochs)
     args = (tok, max_new, torch.device("cpu"), "float32")
     eval_at = {round(steps_per_epoch * (i + 1) / cfg.evals_per_epoch) for i in range(cfg.evals_per_epoch)}
     _, loss0, acc0 = train_rm.rewards_and_loss(rm, eval_records, *args)
@@ -145,15 +137,7 @@ def make_figure(res, path):
 
 def main(argv):
     cfg = parse_config(PairBatchingConfig, argv)
-    print_config(cfg)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    os.makedirs(cfg.out_dir, exist_ok=True)
-    tok = load_tokenizer(cfg.tokenizer)
-    sft, ckpt = load_policy(cfg.sft_ckpt, tok, torch.device("cpu"), kinds="sft")
-    max_new = ckpt["config"]["max_response_tokens"]
-    records = load_comparisons(cfg.comparisons)[0][:cfg.n_prompts]
-    eval_records = load_comparisons(cfg.eval_comparisons)[0]
+    tok, sft, max_new, records, eval_records = load_rm_study(cfg)
     n_pairs = sum(math.comb(len(r.responses), 2) for r in records)
     print(f"{len(records)} training rankings ({n_pairs} pairs), {len(eval_records)} held-out rankings")
     res = {"config": asdict(cfg), "n_prompts": len(records), "n_pairs": n_pairs,
@@ -166,13 +150,7 @@ def main(argv):
               + " ".join(f"{p['heldout_loss']:.4f}" for p in ends)
               + f"  ({best['heldout_loss']:.4f} at {best['epoch']:.2f})"
               + "      " + " ".join(f"{p['heldout_acc']:.3f}" for p in ends))
-    figure = os.path.join(cfg.out_dir, "pair_batching.png")
-    make_figure(res, figure)
-    res["figure"] = os.path.abspath(figure)
-    write_json(os.path.join(cfg.out_dir, "pair_batching.json"), res)
-    if cfg.publish:
-        shutil.copyfile(figure, os.path.join(ROOT, "lessons", "figures", "pair_batching.png"))
-    print(f"wrote {cfg.out_dir}/pair_batching.json and {figure}")
+    write_results(res, cfg.out_dir, "pair_batching", make_figure, cfg.publish)
     return res
 
 

@@ -31,9 +31,7 @@ Writes out/scores_vs_rankings/scores_vs_rankings.json and .png.
 """
 
 import math
-import os
 import random
-import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -43,15 +41,13 @@ import torch
 
 import train_rm
 from nanorm import world
-from nanorm.checkpoint import write_json
-from nanorm.config import at_least, parse_config, print_config, seed_everything
-from nanorm.evaluate import evaluate_rm, load_policy
-from nanorm.model import ScalarHeadModel
-from nanorm.prefdata import Comparison, load_comparisons
+from nanorm.config import at_least, parse_config, seed_everything
+from nanorm.evaluate import evaluate_rm
+from nanorm.experiments.common import fresh_rm, load_rm_study, write_results
+from nanorm.prefdata import Comparison
 from nanorm.reward import bradley_terry_loss, kwise_pairs, ranking_to_pairs
-from nanorm.tokenizer import DEFAULT_RANKS, load_tokenizer
+from nanorm.tokenizer import DEFAULT_RANKS
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WAYS = ("bt_rankings", "mse_scores", "bt_scores")
 
 
@@ -131,10 +127,8 @@ def loss_of(way, rm, batch, args):
 def train(way, sft, records, eval_records, heldout, tok, cfg, max_new):
     """One RM from the SFT trunk, trained `way`; its held-out report (evaluate_rm)."""
     seed_everything(cfg.seed)
-    rm = ScalarHeadModel.from_gpt(sft)
     steps = math.ceil(len(records) / cfg.prompts_per_batch) * cfg.epochs
-    optimizer = torch.optim.AdamW(rm.parameters(), lr=cfg.lr, weight_decay=0.0)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps, eta_min=cfg.lr / 10)
+    rm, optimizer, scheduler = fresh_rm(sft, cfg.lr, steps)
     args = (tok, max_new, torch.device("cpu"), "float32")
     t0 = time.time()
     rm.train()
@@ -180,17 +174,10 @@ def make_figure(res, path):
 
 def main(argv):
     cfg = parse_config(ScoresConfig, argv)
-    print_config(cfg)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    os.makedirs(cfg.out_dir, exist_ok=True)
-    tok = load_tokenizer(cfg.tokenizer)
-    sft, ckpt = load_policy(cfg.sft_ckpt, tok, torch.device("cpu"), kinds="sft")
-    max_new = ckpt["config"]["max_response_tokens"]
+    tok, sft, max_new, rankings, eval_records = load_rm_study(cfg)
     labelers = world.make_labelers(cfg.n_labelers, seed=cfg.seed)
     calibration = score_scale(labelers, cfg.offset_sd, cfg.scale_sd, cfg.seed)
-    records = relabel(load_comparisons(cfg.comparisons)[0][:cfg.n_prompts], labelers, calibration, cfg.seed)
-    eval_records = load_comparisons(cfg.eval_comparisons)[0]
+    records = relabel(rankings, labelers, calibration, cfg.seed)
     scores = [s for rec in records for s in rec.meta["scores"]]
     n_pairs = sum(math.comb(len(rec.responses), 2) for rec in records)
     ties = sum(t == 0.5 for rec in records for t in score_ranking(rec.meta["scores"])[1])
@@ -200,13 +187,7 @@ def main(argv):
            "score_histogram": {s: scores.count(s) for s in range(1, 11)},
            "calibration": {str(k): v for k, v in calibration.items()},
            "runs": [train(way, sft, records, eval_records, labelers[-2:], tok, cfg, max_new) for way in WAYS]}
-    figure = os.path.join(cfg.out_dir, "scores_vs_rankings.png")
-    make_figure(res, figure)
-    res["figure"] = os.path.abspath(figure)
-    write_json(os.path.join(cfg.out_dir, "scores_vs_rankings.json"), res)
-    if cfg.publish:
-        shutil.copyfile(figure, os.path.join(ROOT, "lessons", "figures", "scores_vs_rankings.png"))
-    print(f"wrote {cfg.out_dir}/scores_vs_rankings.json and {figure}")
+    write_results(res, cfg.out_dir, "scores_vs_rankings", make_figure, cfg.publish)
     return res
 
 
