@@ -16,6 +16,8 @@ those pairs teach the check itself, which the rankings alone leave to cues that 
     python train_rm.py --contrasts=0          # the rankings alone
     python train_rm.py --init=random          # same architecture, trained from scratch (no SFT init)
     python train_rm.py --rounds=2             # rank every training prompt twice: twice the comparisons
+    python train_rm.py --init_ckpt=out/sft_256/ckpt.pt   # the trunk of a bigger SFT model; out/sft still
+                                              # writes the samples (nanorm/experiments/rm_size.py)
     python train_rm.py --data=FILE.jsonl --sft_ckpt=out/sft_hh/ckpt.pt --tokenizer=data/hh.tiktoken   # real data
     torchrun --standalone --nproc_per_node=2 train_rm.py   # data-parallel (nanorm/distributed.py)
 
@@ -59,6 +61,8 @@ class RMConfig:
     out_dir: str = "out/rm"              # checkpoint, comparisons, metrics, eval
     tokenizer: str = DEFAULT_RANKS       # must be the tokenizer the SFT model was trained with
     init: str = "sft"                    # sft: copy the SFT trunk (the document's choice) | random: from scratch
+    init_ckpt: str = ""                  # the SFT model whose trunk (and size) the RM takes; empty = --sft_ckpt.
+                                         # Another size than the policy's: nanorm/experiments/rm_size.py
     data: str = ""                       # empty: collect comparisons in the world; else a JSONL of comparisons
     n_prompts: int = 0                   # training prompts (world) or records (file) to use; 0 = all
     # data collection (world only)
@@ -245,7 +249,15 @@ def main(cfg):
           f"(weight {cfg.contrast_weight:g}); held-out: {len(eval_records)} prompts")
 
     # 3. The reward model: the SFT trunk + a scalar head (nanorm/model.py::ScalarHeadModel)
-    rm = (ScalarHeadModel.from_gpt(sft) if cfg.init == "sft" else ScalarHeadModel(sft.cfg)).to(device)
+    trunk = sft   # --init_ckpt: another SFT model's trunk, e.g. a larger one than the policy that wrote the samples
+    if cfg.init_ckpt:
+        init_ckpt = load_checkpoint(cfg.init_ckpt, "sft", tok)
+        trunk = GPT(model_config(init_ckpt))
+        trunk.load_state_dict(init_ckpt["state_dict"])
+        if trunk.cfg.block_size < sft.cfg.block_size:
+            raise SystemExit(f"error: --init_ckpt={cfg.init_ckpt}: block_size {trunk.cfg.block_size} is below the "
+                             f"{sft.cfg.block_size} of --sft_ckpt={cfg.sft_ckpt}, whose samples it must score")
+    rm = (ScalarHeadModel.from_gpt(trunk) if cfg.init == "sft" else ScalarHeadModel(trunk.cfg)).to(device)
     broadcast_parameters(rm)   # torchrun: every process starts from rank 0's weights
     del sft.lm_head   # not needed any more; the sampler is done
     print(f"reward model: init={cfg.init}, {sum(p.numel() for p in rm.parameters()) / 1e6:.2f}M parameters")

@@ -108,6 +108,16 @@ def join_prompt_response(prompt_ids, responses, response_mask, pad_id):
     return tokens, mask, p_idx.shape[1]
 
 
+def token_logprobs(logits, tokens):
+    """log pi(token | context) at every position: logits (B, T, V), where logits[:, t] predicts tokens[:, t]
+    (already shifted by one), and token ids (B, T) -> (B, T). PPO (below) and DPO (nanorm/dpo.py) both use it."""
+    # BEGIN SOLUTION lesson 5, exercise 7: the log-probability of each token
+    # log_softmax over the vocabulary, then pick each position's token (in float32)
+    logp = torch.log_softmax(logits.float(), dim=-1)            # (B, T, V)
+    return logp.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)    # (B, T)
+    # END SOLUTION
+
+
 def response_logprobs(model, tokens, mask, n_prompt, temperature=1.0):
     """log pi(y_t | x, y_<t) of each response token, with the SAMPLING temperature applied to the logits
     (the sampler drew from softmax(logits / T), so that is the distribution whose log-probs and KL count).
@@ -115,5 +125,4 @@ def response_logprobs(model, tokens, mask, n_prompt, temperature=1.0):
     Returns logprobs (B, Tr) and the temperature-scaled logits (B, Tr, V) that predicted them.
     """
     logits = model(tokens, mask)[:, n_prompt - 1:-1].float() / temperature   # position t-1 predicts token t
-    logprobs = torch.log_softmax(logits, dim=-1).gather(-1, tokens[:, n_prompt:, None]).squeeze(-1)
-    return logprobs, logits
+    return token_logprobs(logits, tokens[:, n_prompt:]), logits

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from nanorm.data import encode_example, pack_sequences
+from nanorm.data import encode_example, pack_sequences, token_logprobs
 from nanorm.reward import bradley_terry_loss, kwise_pairs
 
 
@@ -23,10 +23,10 @@ def sequence_logprobs(logits: Tensor, tokens: Tensor, mask: Tensor) -> Tensor:
     tokens: (B, T) token ids; mask: (B, T) bool, True on response tokens (prompt and padding False).
     Returns (B,). Token ids under mask=False are never read, so they may be anything (e.g. -100).
     """
-    tokens = tokens.masked_fill(~mask, 0)  # (B, T) make ignored ids safe to gather
     # BEGIN SOLUTION lesson 8, exercise 2: sequence log-probabilities
-    logp = F.log_softmax(logits.float(), dim=-1)  # (B, T, V) log pi(. | context)
-    token_logp = logp.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)  # (B, T) log pi(y_t | x, y_<t)
+    # the per-token log-probs are nanorm/data.py::token_logprobs (lesson 5, exercise 7); only mask=True counts
+    tokens = tokens.masked_fill(~mask, 0)  # (B, T) make ignored ids safe to gather
+    token_logp = token_logprobs(logits, tokens)  # (B, T) log pi(y_t | x, y_<t)
     seq_logp = torch.where(mask, token_logp, torch.zeros_like(token_logp)).sum(-1)  # (B,) sum over response
     # END SOLUTION
     return seq_logp

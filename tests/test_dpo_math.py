@@ -48,7 +48,7 @@ def test_dpo_at_initialisation_is_log2_with_zero_rewards():
     assert torch.allclose(pi_l.grad, torch.full((8,), +0.5 * 0.5 / 8, dtype=torch.float64))
 
 
-@pytest.mark.exercise("8.2")
+@pytest.mark.exercise("5.7", "8.2")
 def test_sequence_logprobs_matches_loop_ragged():
     g = torch.Generator().manual_seed(0)
     B, T, V = 3, 6, 7
@@ -71,7 +71,7 @@ def test_sequence_logprobs_matches_loop_ragged():
     assert torch.allclose(out.double(), expected, atol=1e-6)
 
 
-@pytest.mark.exercise("8.2")
+@pytest.mark.exercise("5.7", "8.2")
 def test_sequence_logprobs_uniform_hand_case():
     V = 4
     logits = torch.zeros(1, 3, V)  # uniform: each token costs log(1/4)

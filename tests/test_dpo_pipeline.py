@@ -58,7 +58,7 @@ def test_encode_comparison_eos_only_when_finished():
     assert all(prompt == TOK.encode_prompt(c.prompt)[-(10 - len(r)):] for prompt, r in pairs)
 
 
-@pytest.mark.exercise("1.1", "3.4", "3.5", "8.2")
+@pytest.mark.exercise("1.1", "3.4", "3.5", "5.7", "8.2")
 def test_batch_logprobs_response_only_ragged_flat_layout():
     """The flat K-wise batch (prompts of different lengths, responses of different lengths, right padding)
     gives, for every response, the same log pi(y | x) as a loop over single unpadded sequences."""
@@ -86,7 +86,7 @@ def test_batch_logprobs_response_only_ragged_flat_layout():
     assert (idx_w[group == 1].tolist(), idx_l[group == 1].tolist()) == ([3], [4])
 
 
-@pytest.mark.exercise("1.1", "3.4", "3.5", "8.1", "8.2")
+@pytest.mark.exercise("1.1", "3.4", "3.5", "5.7", "8.1", "8.2")
 def test_at_initialisation_rewards_are_zero_and_loss_is_log2():
     """Policy == reference: on a real batch (world comparisons, the script's encoding, batching and up-front
     reference log-probs) every implicit reward is ~0, every pair loss is log 2, the K-wise mean too."""
@@ -132,7 +132,7 @@ def run(script, *args):
     return result.stdout
 
 
-@pytest.mark.exercise("1.1", "2.1", "3.1", "3.2", "3.3", "3.4", "3.5", "4.1", "4.2", "4.3", "8.1", "8.2")
+@pytest.mark.exercise("1.1", "2.1", "3.1", "3.2", "3.3", "3.4", "3.5", "4.1", "4.2", "4.3", "5.7", "8.1", "8.2")
 def test_train_dpo_smoke(tmp_path, tiny_sft, tiny_rm):
     """The command line of train_dpo.py on the session's tiny SFT and RM (20 ranked prompts, 10 held out)."""
     sft_ckpt, rm_dir = tiny_sft.dir / "ckpt.pt", tiny_rm.dir

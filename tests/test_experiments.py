@@ -4,6 +4,7 @@ import json
 import random
 
 import pytest
+import torch
 
 from nanorm import world
 from nanorm.world import minimal_edit
@@ -174,3 +175,40 @@ def test_scores_vs_rankings_smoke(tmp_path, tiny_rm):
     assert sum(res["score_histogram"].values()) == sum(len(r.responses) for r in loaded)
     assert json.load(open(tmp_path / "scores_vs_rankings.json"))["n_pairs"] == res["n_pairs"]
     assert (tmp_path / "scores_vs_rankings.png").stat().st_size > 1000
+
+
+@pytest.mark.exercise("1.1", "2.1", "3.1", "3.2", "3.3", "3.4", "3.5", "4.1", "4.2", "4.3",
+                      "5.1", "5.2", "5.3", "5.4", "5.5", "5.7")
+def test_rm_size_smoke(tmp_path, tiny_sft, monkeypatch):
+    # the tiny policy has d_model 32; a width-16 RM gets its own SFT trunk. --lr=0: each RM's trunk is
+    # still exactly the SFT trunk it was initialised from, so the plumbing of --init_ckpt shows.
+    from nanorm import stages
+    from nanorm.experiments import rm_size
+    argv = [f"--sft_ckpt={tiny_sft.dir}/ckpt.pt", f"--out_dir={tmp_path}", "--widths=32,16", "--threads=1",
+            "--sft_flags=--max_iters=3 --warmup_iters=1 --batch_size=8 --n_train_prompts=40 --n_eval_prompts=4 "
+            "--device=cpu",
+            "--rm_flags=--n_prompts=6 --n_eval_prompts=6 --k_max=5 --prompts_per_batch=3 --lr=0 --device=cpu",
+            "--see_flags=--n_prompts=4 --k=3 --n_accuracy_prompts=30",
+            "--ppo_flags=--n_iters=1 --batch_size=8 --minibatch_size=4 --ppo_epochs=1 --n_eval_prompts=4 "
+            "--n_test_prompts=6 --best_of=2 --device=cpu"]
+    res = rm_size.main(argv)
+    assert [r["width"] for r in res["rows"]] == [16, 32] and res["policy_width"] == 32
+    load = lambda path: torch.load(path, map_location="cpu", weights_only=True)
+    for width, init in ((16, tmp_path / "sft_16" / "ckpt.pt"), (32, tiny_sft.dir / "ckpt.pt")):
+        rm, trunk = load(tmp_path / f"rm_{width}" / "ckpt.pt"), load(init)
+        assert rm["model_config"]["n_embd"] == width == trunk["model_config"]["n_embd"]
+        for name, value in trunk["state_dict"].items():
+            if name.startswith("trunk."):
+                assert torch.equal(rm["state_dict"][name], value), name
+    assert not (tmp_path / "sft_32").exists()                          # the policy's width: the policy's trunk
+    same = [(tmp_path / f"rm_{w}" / "comparisons.jsonl").read_bytes() for w in (16, 32)]
+    assert same[0] == same[1] and same[0]                               # the same rankings for every RM
+    small, large = res["rows"]
+    assert small["rm_params"] < large["rm_params"]
+    assert all(0 <= r[k] <= 1 for r in res["rows"] for k in ("accuracy", "ppo_win_rate", "best_of_n_win_rate"))
+    assert json.load(open(tmp_path / "rm_size.json"))["rows"] == json.loads(json.dumps(res["rows"]))
+    assert (tmp_path / "rm_size.png").stat().st_size > 1000
+    def no_new_runs(*args, **kwargs):
+        raise AssertionError("a finished stage was run again")
+    monkeypatch.setattr(stages, "run_in_child", no_new_runs)          # a second call reads every stage back
+    assert rm_size.main(argv)["rows"] == res["rows"]

@@ -128,7 +128,7 @@ def run(*args, module=False):
 
 # SFT (1.1, 2.1), the RM (3.x, 4.x) and PPO with the fixed KL controller (5.1 to 5.5) all run here
 @pytest.mark.exercise("1.1", "2.1", "3.1", "3.2", "3.3", "3.4", "3.5", "4.1", "4.2", "4.3",
-                      "5.1", "5.2", "5.3", "5.4", "5.5")
+                      "5.1", "5.2", "5.3", "5.4", "5.5", "5.7")
 def test_overoptimization_smoke(tmp_path, tiny_sft):
     os.symlink(tiny_sft.dir, tmp_path / "sft")                     # the session's tiny SFT model
     run("train_rm.py", f"--sft_ckpt={tmp_path}/sft/ckpt.pt", "--n_prompts=10", "--rounds=2", "--n_eval_prompts=10",

@@ -132,7 +132,7 @@ def test_contrast_pairs_pair_a_correct_answer_with_its_edit_ranked_by_the_same_l
 
 
 @pytest.mark.exercise("1.1", "2.1", "3.1", "3.2", "3.3", "3.4", "3.5", "4.1", "4.2", "4.3",
-                      "5.1", "5.2", "5.3", "5.4", "5.5")
+                      "5.1", "5.2", "5.3", "5.4", "5.5", "5.7")
 def test_ppo_returns_and_writes(ppo):
     ckpt = check_written(ppo, "ppo", "ppo", 3, GPT)
     ScalarHeadModel(GPTConfig(**ckpt["model_config"])).load_state_dict(ckpt["critic_state_dict"])
@@ -151,7 +151,7 @@ def test_ppo_returns_and_writes(ppo):
 
 
 @pytest.mark.exercise("1.1", "2.1", "3.1", "3.2", "3.3", "3.4", "3.5", "4.1", "4.2", "4.3",
-                      "5.1", "5.2", "5.3", "5.4", "5.5", "8.2")
+                      "5.1", "5.2", "5.3", "5.4", "5.5", "5.7", "8.2")
 def test_dpo_returns_and_writes(dpo, ppo, tiny_rm):
     records, _ = load_comparisons(tiny_rm.dir / "comparisons.jsonl")
     n_steps = math.ceil(len(records) / 4)

@@ -6,6 +6,7 @@ import math
 import pytest
 import torch
 
+from nanorm.data import response_logprobs, token_logprobs
 from nanorm.ppo import (
     AdaptiveKLController,
     FixedKLController,
@@ -24,6 +25,33 @@ NAN = float("nan")
 
 def prefix_mask(lengths, T):
     return torch.arange(T)[None, :] < torch.tensor(lengths)[:, None]  # (B, T)
+
+
+# -----------------------------------------------------------------------------
+# log-probabilities of the sampled tokens
+
+@pytest.mark.exercise("5.7")
+def test_token_logprobs_hand_case():
+    # logits (0, 0, ln 2) -> probabilities (1/4, 1/4, 1/2); (ln 3, 0, 0) -> (3/5, 1/5, 1/5)
+    logits = torch.tensor([[[0.0, 0.0, math.log(2)], [math.log(3), 0.0, 0.0]]])   # (1, 2, 3)
+    got = token_logprobs(logits, torch.tensor([[2, 1]]))
+    assert torch.allclose(got, torch.tensor([[math.log(1 / 2), math.log(1 / 5)]]), atol=1e-6)
+    got = token_logprobs(logits, torch.tensor([[0, 0]]))
+    assert torch.allclose(got, torch.tensor([[math.log(1 / 4), math.log(3 / 5)]]), atol=1e-6)
+
+
+@pytest.mark.exercise("5.7")
+def test_response_logprobs_shifts_by_one_and_applies_the_temperature():
+    # 2 prompt tokens, 2 response tokens; position t - 1 predicts token t, logits are divided by T = 2
+    logits = torch.zeros(1, 4, 3)
+    logits[0, 1] = torch.tensor([0.0, 0.0, 2 * math.log(2)])   # / 2 -> (1/4, 1/4, 1/2): predicts token 2
+    logits[0, 2] = torch.tensor([2 * math.log(3), 0.0, 0.0])   # / 2 -> (3/5, 1/5, 1/5): predicts token 3
+    logits[0, 3] = 100.0                                       # predicts nothing: past the last token
+    tokens = torch.tensor([[1, 1, 2, 0]])
+    logprobs, scaled = response_logprobs(lambda t, m: logits, tokens, torch.ones_like(tokens, dtype=torch.bool),
+                                         n_prompt=2, temperature=2.0)
+    assert torch.allclose(logprobs, torch.tensor([[math.log(1 / 2), math.log(3 / 5)]]), atol=1e-6)
+    assert torch.allclose(scaled, logits[:, 1:3] / 2)
 
 
 # -----------------------------------------------------------------------------

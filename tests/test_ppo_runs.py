@@ -22,7 +22,7 @@ def train_ppo(*args):
 
 
 @pytest.mark.exercise("1.1", "2.1", "3.1", "3.2", "3.3", "3.4", "3.5", "4.1", "4.2", "4.3",
-                      "5.1", "5.2", "5.3", "5.4", "5.5", "5.6")
+                      "5.1", "5.2", "5.3", "5.4", "5.5", "5.6", "5.7")
 def test_adaptive_kl_whitened_rewards_early_stop_and_best_of_n(tiny_sft, tiny_rm, tmp_path):
     flags = ppo_flags(tiny_sft, tiny_rm, tmp_path / "ppo", n_iters=3, ppo_epochs=3, eval_interval=3, best_of=4,
                       kl_ctl="adaptive", kl_horizon=100, target_kl=1e-7)
@@ -54,7 +54,7 @@ def resumed(tiny_sft, tiny_rm, tmp_path_factory):
 
 
 @pytest.mark.exercise("1.1", "2.1", "3.1", "3.2", "3.3", "3.4", "3.5", "4.1", "4.2", "4.3",
-                      "5.1", "5.2", "5.3", "5.4", "5.5", "5.6")
+                      "5.1", "5.2", "5.3", "5.4", "5.5", "5.6", "5.7")
 def test_resume_gives_the_run_that_never_stopped(resumed):
     """2 iterations then --resume to 3 == 3 straight: the same metrics rows (but wall time) and the same weights,
     because the weights, both optimizers, beta and the rollouts' random streams are all restored."""
@@ -70,7 +70,7 @@ def test_resume_gives_the_run_that_never_stopped(resumed):
 
 
 @pytest.mark.exercise("1.1", "2.1", "3.1", "3.2", "3.3", "3.4", "3.5", "4.1", "4.2", "4.3",
-                      "5.1", "5.2", "5.3", "5.4", "5.5", "5.6")
+                      "5.1", "5.2", "5.3", "5.4", "5.5", "5.6", "5.7")
 def test_resume_to_an_iteration_already_reached_is_a_one_line_error(resumed, tiny_sft, tiny_rm):
     ckpt = resumed / "resumed" / "ckpt.pt"                                  # at iteration 3
     flags = lambda n_iters: ppo_flags(tiny_sft, tiny_rm, resumed / "again", resume=str(ckpt), n_iters=n_iters)

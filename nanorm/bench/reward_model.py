@@ -22,7 +22,6 @@ import time
 from dataclasses import asdict, dataclass
 
 import torch
-import torch.nn.functional as F
 
 from nanorm import world
 from nanorm.bench.common import machine_info, model_config, print_table, setup, sync, time_interleaved, write_json
@@ -84,11 +83,9 @@ def pair_loss(rm, batch, pad_id, device, dtype):
             losers.append(seqs[l])
             group.append(i)
     r = scores(rm, winners + losers, pad_id, device, dtype)                               # (2P,)
-    r_w, r_l = r[:len(winners)], r[len(winners):]
-    pair = -F.logsigmoid(r_w - r_l)                                                        # (P,)
-    group = torch.tensor(group, device=device)
-    per_prompt = torch.stack([pair[group == i].mean() for i in range(len(batch))])         # (G,)
-    return per_prompt.mean(), len(r)
+    n = len(winners)   # pair j: winner r[j], loser r[n + j]; the loss itself is the same function
+    idx_w, idx_l = torch.arange(n, device=device), torch.arange(n, 2 * n, device=device)
+    return bradley_terry_loss(r, idx_w, idx_l, torch.tensor(group, device=device)), len(r)
 
 
 def main(argv=None):
