@@ -155,6 +155,9 @@ def test_student_copy_fails_exactly_the_graded_tests(tmp_path):
     copied = "\n".join(p.read_text() for p in student.rglob("*.py"))
     for reference in ("def naive_loss(", "def gae_reference(", "for t in reversed(range(L))"):
         assert reference not in copied, reference
+    code = "\n".join(p.read_text() for p in [*student.glob("train_*.py"), *(student / "nanorm").rglob("*.py")])
+    for reference in ("logsigmoid(", ".gather(-1"):   # the BT and DPO losses, token log-probs: stubs only
+        assert reference not in code, reference
     # a second run replaces its own copy only with --force
     again = subprocess.run([sys.executable, "-m", "nanorm.course", f"--out={student}", "--only=2.1"], cwd=ROOT,
                            capture_output=True, text=True, timeout=120)
