@@ -90,6 +90,24 @@ def test_malformed_regions_are_refused(body, words):
         find_exercises(lines("def f():", *body), "bad.py")
 
 
+def test_markers_are_read_from_decorators_classes_modules_and_named_marks(tmp_path):
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "test_x.py").write_text(lines(
+        "import pytest",
+        "pytestmark = pytest.mark.exercise('9.1')",
+        "CHAIN = pytest.mark.exercise('9.2', '9.3')",
+        "@CHAIN",
+        "def test_a(): pass",
+        "@pytest.mark.exercise('9.4')",
+        "class TestB:",
+        "    def test_b(self): pass",
+        "def test_c(): pass"))
+    assert assignments.graded_tests(str(tmp_path)) == {
+        "9.1": ["tests/test_x.py::test_a", "tests/test_x.py::TestB::test_b", "tests/test_x.py::test_c"],
+        "9.2": ["tests/test_x.py::test_a"], "9.3": ["tests/test_x.py::test_a"],
+        "9.4": ["tests/test_x.py::TestB::test_b"]}
+
+
 def test_every_region_is_labelled_unique_and_graded():
     exercises = assignments.all_exercises()
     where = {ex.label: f"{ex.path}::{ex.symbol}" for ex in exercises}

@@ -86,7 +86,7 @@ def test_batch_logprobs_response_only_ragged_flat_layout():
     assert (idx_w[group == 1].tolist(), idx_l[group == 1].tolist()) == ([3], [4])
 
 
-@pytest.mark.exercise("1.1", "3.4", "3.5", "5.7", "8.1", "8.2")
+@pytest.mark.exercise("1.1", "3.3", "3.4", "3.5", "5.7", "8.1", "8.2")
 def test_at_initialisation_rewards_are_zero_and_loss_is_log2():
     """Policy == reference: on a real batch (world comparisons, the script's encoding, batching and up-front
     reference log-probs) every implicit reward is ~0, every pair loss is log 2, the K-wise mean too."""

@@ -1,19 +1,24 @@
 """The lessons stay true to the code: every `file.py::Symbol` they cite exists, every relative link
-resolves, and every "exercise N.M" they mention is a solution region of the code."""
+resolves, and every "exercise N.M" they mention is a solution region of the code. And every written
+(ungraded) exercise has a model answer in nanorm/course/answers.md, the instructor's file."""
 
 import ast
+import glob
 import os
 import re
 
 import pytest
 
-from nanorm.course.assignments import all_exercises
+from nanorm.course.assignments import STAMP, all_exercises
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LESSONS = os.path.join(ROOT, "lessons")
 CITATION = re.compile(r"`([\w./-]+\.py)::([A-Za-z_][\w.]*)`")
 LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
 EXERCISE = re.compile(r"\bexercises? (\d+\.\d+)\b")
+ANSWERS = os.path.join(ROOT, "nanorm", "course", "answers.md")
+ITEM = re.compile(r"^(\d+)\. (.*)")                     # a numbered exercise of a lesson's "## Exercises"
+ANSWER = re.compile(r"^### (\d{2})\.(\d+)$")            # an answer's heading in answers.md: "### 03.4"
 
 
 def lesson_files():
@@ -93,6 +98,39 @@ def test_every_exercise_mentioned_is_a_solution_region():
             unknown += [f"{os.path.basename(path)}: exercise {l}" for l in EXERCISE.findall(f.read())
                         if l not in labels]
     assert not unknown, "\n".join(unknown)
+
+
+def exercise_items():
+    """{"NN.M": the first line of its text} for the numbered items of every lessons/0*.md "## Exercises"
+    section (from the heading to the next "## " heading)."""
+    items = {}
+    for path in sorted(glob.glob(os.path.join(LESSONS, "0*.md"))):
+        lesson, in_section = os.path.basename(path)[:2], False
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("## "):
+                    in_section = line.strip() == "## Exercises"
+                elif in_section and (m := ITEM.match(line)):
+                    items[f"{lesson}.{m[1]}"] = m[2]
+    return items
+
+
+def test_every_written_exercise_has_a_model_answer():
+    if os.path.isfile(os.path.join(ROOT, STAMP)):
+        pytest.skip("a student copy: nanorm/course/answers.md is left out of it")
+    items = exercise_items()
+    written = {label for label, text in items.items() if not text.startswith("**(graded")}
+    assert len(items) >= 20 and len(written) >= 10                     # the sections were found and read
+    with open(ANSWERS, encoding="utf-8") as f:
+        headings = [line.rstrip("\n") for line in f if line.startswith("### ")]
+    problems = [f"answers.md: heading {h!r} is not of the form '### NN.M'" for h in headings if not ANSWER.match(h)]
+    answered = [".".join(ANSWER.match(h).groups()) for h in headings if ANSWER.match(h)]
+    twice = sorted({label for label in answered if answered.count(label) > 1})
+    problems += [f"answers.md: {label} is answered twice" for label in twice]
+    problems += [f"exercise {label} has no answer in answers.md" for label in sorted(written - set(answered))]
+    problems += [f"answers.md: {label} is {'graded' if label in items else 'not an exercise of the lessons'}"
+                 for label in sorted(set(answered) - written)]
+    assert not problems, "\n".join(problems)
 
 
 @pytest.mark.parametrize("text,expected", [

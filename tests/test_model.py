@@ -94,8 +94,9 @@ def test_cached_and_uncached_generation_give_the_same_tokens():
 
 
 @pytest.mark.exercise("1.1")
-def test_generation_of_a_padded_batch_matches_each_prompt_alone_greedy():
-    model = make_model(2)
+@pytest.mark.parametrize("seed", [2, 4, 5])   # several models: one of them can pass a padding bug by luck
+def test_generation_of_a_padded_batch_matches_each_prompt_alone_greedy(seed):
+    model = make_model(seed)
     prompts = [[1, 2, 3], [4, 5, 6, 7, 8, 9]]
     batched, _ = model.generate(prompts, 8, EOS, PAD, temperature=0.0)
     for i, p in enumerate(prompts):

@@ -27,7 +27,8 @@ per exercise, by tracing which tests run which region.
 
 The copy holds what git would commit (tracked files plus untracked, non-ignored ones; a plain walk of
 the tree that skips out/, .git and caches where git is missing), minus tests/test_assignments.py, the
-maintainers' check of the copy itself, and minus tests/hidden/: the tests whose naive reference (a pair
+maintainers' check of the copy itself, minus nanorm/course/answers.md, the model answers to the written
+exercises, and minus tests/hidden/: the tests whose naive reference (a pair
 loop, a scalar GAE loop) is itself a solution. They stay with the instructor, whose grader runs them
 (nanorm/course/grade.py); the student copy keeps the tests with hand-worked values. Nothing is written outside --out.
 """
@@ -42,7 +43,7 @@ from dataclasses import dataclass
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 STAMP = ".nanorm-student"                      # written into every student copy; --force only replaces those
-LEFT_OUT = {"tests/test_assignments.py"}       # not copied (see the docstring)
+LEFT_OUT = {"tests/test_assignments.py", "nanorm/course/answers.md"}   # not copied (see the docstring)
 HIDDEN = "tests/hidden/"                       # the instructor's tests that hold a reference solution: not copied
 SKIP_DIRS = {".git", "out", "student", "__pycache__", ".pytest_cache", ".benchmarks"}   # the walk without git
 
@@ -188,10 +189,13 @@ def all_exercises(root=ROOT, files=None):
     return sorted(exercises, key=lambda ex: (ex.lesson, ex.number))
 
 
-def _exercise_marks(decorators):
-    """Labels of the `pytest.mark.exercise(...)` calls among decorator/mark expressions."""
+def _exercise_marks(decorators, named=None):
+    """Labels of the `pytest.mark.exercise(...)` calls among decorator/mark expressions; named: {name:
+    labels} of the module's marks kept in a variable (`CHAIN = pytest.mark.exercise(...)`, then `@CHAIN`)."""
     labels = []
     for node in decorators:
+        if isinstance(node, ast.Name) and named and node.id in named:
+            labels += named[node.id]
         for sub in ast.walk(node):
             if isinstance(sub, ast.Call) and isinstance(sub.func, ast.Attribute) and sub.func.attr == "exercise":
                 labels += [a.value for a in sub.args if isinstance(a, ast.Constant) and isinstance(a.value, str)]
@@ -214,18 +218,20 @@ def graded_tests(root=ROOT):
     for name in test_files(root):
         with open(os.path.join(root, name), encoding="utf-8") as f:
             tree = ast.parse(f.read(), filename=name)
-        module_labels = []
+        module_labels, named = [], {}
         for node in tree.body:
             if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "pytestmark"
                                                     for t in node.targets):
                 module_labels += _exercise_marks([node.value])
+            elif isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+                named[node.targets[0].id] = _exercise_marks([node.value])
 
         def visit(body, prefix, inherited):
             for node in body:
                 if isinstance(node, ast.ClassDef) and node.name.startswith("Test"):
-                    visit(node.body, f"{prefix}{node.name}::", inherited + _exercise_marks(node.decorator_list))
+                    visit(node.body, f"{prefix}{node.name}::", inherited + _exercise_marks(node.decorator_list, named))
                 elif isinstance(node, ast.FunctionDef) and node.name.startswith("test"):
-                    for label in dict.fromkeys(inherited + _exercise_marks(node.decorator_list)):
+                    for label in dict.fromkeys(inherited + _exercise_marks(node.decorator_list, named)):
                         graded.setdefault(label, []).append(f"{name}::{prefix}{node.name}")
 
         visit(tree.body, "", module_labels)
