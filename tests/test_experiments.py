@@ -179,12 +179,24 @@ def test_scores_vs_rankings_smoke(tmp_path, tiny_rm):
 
 @pytest.mark.exercise("1.1", "2.1", "3.1", "3.2", "3.3", "3.4", "3.5", "4.1", "4.2", "4.3",
                       "5.1", "5.2", "5.3", "5.4", "5.5", "5.7")
+def test_spearman_ranks_with_ties_by_hand():
+    from nanorm.experiments.rm_size import spearman, tag
+    assert spearman([1, 2, 3, 4], [10, 20, 30, 45]) == pytest.approx(1.0)
+    assert spearman([3, 1, 2], [0.1, 0.9, 0.5]) == pytest.approx(-1.0)
+    # ties share their mean rank: x ranks 0, 1.5, 1.5, 3 against 0, 1, 2, 3; r = 4.5 / sqrt(4.5 * 5) = 0.9487
+    assert spearman([1, 2, 2, 3], [1, 2, 3, 4]) == pytest.approx(4.5 / (4.5 * 5) ** 0.5)
+    # y ranks 1, 0, 3, 2 against 0, 1, 2, 3: d = 1, 1, 1, 1, rho = 1 - 6 * 4 / (4 * 15) = 0.6
+    assert spearman([1, 2, 3, 4], [2, 1, 4, 3]) == pytest.approx(0.6)
+    assert tag("--n_prompts=342 --init=random") == "n_prompts342_initrandom"
+
+
 def test_rm_size_smoke(tmp_path, tiny_sft, monkeypatch):
     # the tiny policy has d_model 32; a width-16 RM gets its own SFT trunk. --lr=0: each RM's trunk is
     # still exactly the SFT trunk it was initialised from, so the plumbing of --init_ckpt shows.
     from nanorm import stages
     from nanorm.experiments import rm_size
     argv = [f"--sft_ckpt={tiny_sft.dir}/ckpt.pt", f"--out_dir={tmp_path}", "--widths=32,16", "--threads=1",
+            "--variants=--n_prompts=3",
             "--sft_flags=--max_iters=3 --warmup_iters=1 --batch_size=8 --n_train_prompts=40 --n_eval_prompts=4 "
             "--device=cpu",
             "--rm_flags=--n_prompts=6 --n_eval_prompts=6 --k_max=5 --prompts_per_batch=3 --lr=0 --device=cpu",
@@ -192,7 +204,11 @@ def test_rm_size_smoke(tmp_path, tiny_sft, monkeypatch):
             "--ppo_flags=--n_iters=1 --batch_size=8 --minibatch_size=4 --ppo_epochs=1 --n_eval_prompts=4 "
             "--n_test_prompts=6 --best_of=2 --device=cpu"]
     res = rm_size.main(argv)
-    assert [r["width"] for r in res["rows"]] == [16, 32] and res["policy_width"] == 32
+    assert [(r["width"], r["variant"]) for r in res["rows"]] == [(16, ""), (32, ""), (32, "--n_prompts=3")]
+    assert res["policy_width"] == 32
+    assert [r["n_train_prompts"] for r in res["rows"]] == [6, 6, 3]          # the variant's flag reached train_rm.py
+    assert (tmp_path / "rm_32_n_prompts3" / "ckpt.pt").exists()
+    assert res["predicts_ppo"]["accuracy"]["n"] == 3
     load = lambda path: torch.load(path, map_location="cpu", weights_only=True)
     for width, init in ((16, tmp_path / "sft_16" / "ckpt.pt"), (32, tiny_sft.dir / "ckpt.pt")):
         rm, trunk = load(tmp_path / f"rm_{width}" / "ckpt.pt"), load(init)
@@ -203,7 +219,7 @@ def test_rm_size_smoke(tmp_path, tiny_sft, monkeypatch):
     assert not (tmp_path / "sft_32").exists()                          # the policy's width: the policy's trunk
     same = [(tmp_path / f"rm_{w}" / "comparisons.jsonl").read_bytes() for w in (16, 32)]
     assert same[0] == same[1] and same[0]                               # the same rankings for every RM
-    small, large = res["rows"]
+    small, large, _ = res["rows"]
     assert small["rm_params"] < large["rm_params"]
     assert all(0 <= r[k] <= 1 for r in res["rows"] for k in ("accuracy", "ppo_win_rate", "best_of_n_win_rate"))
     assert json.load(open(tmp_path / "rm_size.json"))["rows"] == json.loads(json.dumps(res["rows"]))
