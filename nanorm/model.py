@@ -257,7 +257,7 @@ class ScalarHeadModel(nn.Module):
         self.trunk.apply(_init_weights)        # the same init as a fresh GPT (used by --init=random)
         # BEGIN SOLUTION lesson 3, exercise 1: the scalar head, d_model -> 1
         self.head = nn.Linear(cfg.n_embd, 1)   # the scalar head: d_model -> 1
-        # small init, so the first rewards are near 0 and the loss starts near log 2
+        # std 1/sqrt(d_model + 1): a first reward of spread about 1 (lm-human-preferences), the loss a bit above log 2
         nn.init.normal_(self.head.weight, std=1.0 / math.sqrt(cfg.n_embd + 1))
         nn.init.zeros_(self.head.bias)
         # END SOLUTION

@@ -228,3 +228,20 @@ def test_rm_size_smoke(tmp_path, tiny_sft, monkeypatch):
         raise AssertionError("a finished stage was run again")
     monkeypatch.setattr(stages, "run_in_child", no_new_runs)          # a second call reads every stage back
     assert rm_size.main(argv)["rows"] == res["rows"]
+
+
+def test_rm_data_curve_smoke(tmp_path, tiny_rm):
+    # each size trains on the first N prompts of the same file: more prompts, more pairs; both inits run
+    from nanorm.experiments import rm_data_curve
+    res = rm_data_curve.main([f"--comparisons={tiny_rm.dir}/comparisons.jsonl", f"--sft_ckpt={tiny_rm.flags['sft_ckpt']}",
+                              f"--out_dir={tmp_path}", "--sizes=4,8", "--threads=1",
+                              "--extra=--n_eval_prompts=4 --prompts_per_batch=4 --device=cpu"])
+    rows = res["rows"]
+    assert [(r["init"], r["n_prompts"]) for r in rows] == [("sft", 4), ("sft", 8), ("random", 4), ("random", 8)]
+    assert rows[0]["n_pairs"] < rows[1]["n_pairs"] and rows[0]["n_pairs"] == rows[2]["n_pairs"]
+    sft_trunk = torch.load(tiny_rm.flags["sft_ckpt"], map_location="cpu", weights_only=True)["state_dict"]
+    random_rm = torch.load(tmp_path / "random_4" / "ckpt.pt", map_location="cpu", weights_only=True)
+    assert random_rm["config"]["init"] == "random" and not torch.equal(
+        random_rm["state_dict"]["trunk.wte.weight"], sft_trunk["trunk.wte.weight"])
+    assert json.load(open(tmp_path / "rm_data_curve.json"))["rows"] == json.loads(json.dumps(rows))
+    assert (tmp_path / "rm_data_curve.png").stat().st_size > 1000

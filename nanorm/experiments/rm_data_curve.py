@@ -15,15 +15,12 @@ Writes out/rm_curve/rm_data_curve.json and rm_data_curve.png (copied to lessons/
 
 import os
 import shlex
-import shutil
 import sys
 from dataclasses import asdict, dataclass
 
 from nanorm import stages
-from nanorm.checkpoint import write_json
 from nanorm.config import parse_config
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from nanorm.experiments.common import write_results
 
 
 @dataclass
@@ -38,11 +35,41 @@ class CurveConfig:
     threads: int = 0
 
 
+def draw(res, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter
+    rows = res["rows"]
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    for init, marker in (("sft", "o"), ("random", "s")):
+        pts = [r for r in rows if r["init"] == init]
+        if pts:
+            ax.plot([r["n_pairs"] for r in pts], [r["accuracy"] for r in pts], marker=marker,
+                    label=f"RM init = {init}")
+    ax.axhline(rows[0]["agreement"], color="gray", ls="--", label="inter-labeler agreement")
+    ax.axhline(rows[0]["bayes_ceiling"], color="black", ls=":", label="Bayes ceiling")
+    ax.axhline(0.5, color="lightgray", lw=1)
+    ax.set_xscale("log")
+    ticks = sorted({r["n_pairs"] for r in rows if r["init"] == rows[0]["init"]})   # one label per size
+    ax.set_xticks(ticks)
+    ax.set_xticklabels([f"{n:,}" for n in ticks], rotation=30, ha="right", fontsize=8)
+    ax.xaxis.set_minor_formatter(NullFormatter())   # (log axes label their minor ticks too: they overlap)
+    ax.set_xlabel("training comparisons (pairs)")
+    ax.set_ylabel("held-out pairwise accuracy")
+    ax.set_title("Reward model: SFT init vs random init")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def main(argv):
     cfg = parse_config(CurveConfig, argv)
     os.makedirs(cfg.out_dir, exist_ok=True)
     base = asdict(parse_config(type(stages.config("rm")), shlex.split(cfg.extra)))   # --extra, read as train_rm.py would
-    rows = []
+    res = {"config": asdict(cfg), "rows": []}
     for init in cfg.inits.split(","):
         for n in [int(s) for s in cfg.sizes.split(",")]:
             out = os.path.join(cfg.out_dir, f"{init}_{n}")
@@ -54,36 +81,11 @@ def main(argv):
             row = {"init": init, "n_prompts": ev["n_train_prompts"], "n_pairs": ev["n_train_pairs"],
                    "accuracy": ev["accuracy"], "gold_accuracy": ev.get("gold_accuracy"),
                    "agreement": ev.get("inter_labeler_agreement"), "bayes_ceiling": ev.get("bayes_ceiling")}
-            rows.append(row)
+            res["rows"].append(row)
             print(f"  init={init:6s} prompts={row['n_prompts']:5d} pairs={row['n_pairs']:6d} "
                   f"accuracy {row['accuracy']:.3f} (gold {row['gold_accuracy']:.3f})", flush=True)
-    write_json(os.path.join(cfg.out_dir, "rm_data_curve.json"), rows)
-
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(6.5, 4.2))
-    for init, marker in (("sft", "o"), ("random", "s")):
-        pts = [r for r in rows if r["init"] == init]
-        if pts:
-            ax.plot([r["n_pairs"] for r in pts], [r["accuracy"] for r in pts], marker=marker,
-                    label=f"RM init = {init}")
-    ax.axhline(rows[0]["agreement"], color="gray", ls="--", label="inter-labeler agreement")
-    ax.axhline(rows[0]["bayes_ceiling"], color="black", ls=":", label="Bayes ceiling")
-    ax.axhline(0.5, color="lightgray", lw=1)
-    ax.set_xscale("log")
-    ax.set_xlabel("training comparisons (pairs)")
-    ax.set_ylabel("held-out pairwise accuracy")
-    ax.set_title("Reward model: SFT init vs random init")
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    png = os.path.join(cfg.out_dir, "rm_data_curve.png")
-    fig.savefig(png, dpi=110)
-    if cfg.publish:
-        os.makedirs(os.path.join(ROOT, "lessons", "figures"), exist_ok=True)
-        shutil.copy(png, os.path.join(ROOT, "lessons", "figures", "rm_data_curve.png"))
-    print(f"wrote {png}")
+    write_results(res, cfg.out_dir, "rm_data_curve", draw, cfg.publish)
+    return res
 
 
 if __name__ == "__main__":
