@@ -6,7 +6,7 @@ the world's prompts. As real contractors' are, the demonstrations are of mixed q
 some verbose, over-formatted, wrong or sycophantic), so the SFT policy samples a variety of answers:
 that variety is what the labelers rank in stage 2 and what PPO reshapes in stage 3.
 
-    python train_sft.py                      # default CPU config: ~3 minutes on 2 cores
+    python train_sft.py                      # default CPU config: about 5 minutes on 2 cores (281 s)
     python train_sft.py --max_iters=50       # any config field can be overridden with --key=value
     torchrun --standalone --nproc_per_node=2 train_sft.py   # data-parallel, same numbers (nanorm/distributed.py)
     python train_sft.py --data=FILE.jsonl --tokenizer=data/hh.tiktoken --block_size=256 \

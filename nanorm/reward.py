@@ -139,8 +139,9 @@ def bayes_ceiling(p_true: Tensor) -> float:
     """Best accuracy any model can reach when labels are drawn as y ~ Bernoulli(p_true).
 
     The best guess for each pair is the more likely outcome, which is right with probability
-    max(p, 1 - p). Noisy labels (p near 1/2) cap accuracy well below 100%: with human labellers
-    agreeing ~73% of the time (InstructGPT), no reward model should be expected to score much higher.
+    max(p, 1 - p). Noisy labels (p near 1/2) cap accuracy well below 100%. The ceiling lies above the
+    agreement of two labellers (each of them is one noisy draw; the ceiling knows p itself), so a
+    reward model can beat human agreement, but not this (lesson 04).
     """
     # BEGIN SOLUTION lesson 4, exercise 3: the Bayes ceiling on accuracy
     ceiling = torch.maximum(p_true, 1 - p_true).mean()  # E[max(p, 1 - p)]

@@ -176,7 +176,7 @@ def draw(res, path):
     n_cols = len(MEASURES) if with_ppo else len(panels)
     fig, axes = plt.subplots(2 if with_ppo else 1, n_cols, figsize=(4.0 * n_cols, 7.2 if with_ppo else 3.6),
                              squeeze=False)
-    for ax, (title, lines) in zip(axes[0], panels):
+    for ax, (title, lines) in zip(axes[0] if sizes else [], panels):   # (--widths= : no size curves)
         for name, key in lines:
             ax.plot(x, [key(r) if callable(key) else r[key] for r in sizes], marker="o", label=name)
         ax.axhline(0.5, color="grey", lw=0.8, ls=":")
@@ -187,7 +187,7 @@ def draw(res, path):
         ax.set_title(title, fontsize=10)
         if ax.get_legend_handles_labels()[0]:   # (no minimal pairs when no greedy answer was correct)
             ax.legend(fontsize=7)
-    for ax in axes[0][len(panels):]:
+    for ax in axes[0][len(panels) if sizes else 0:]:
         ax.axis("off")
     if with_ppo:   # the second row: every RM, its offline measure against PPO's gold win rate
         for ax, (title, key) in zip(axes[1], MEASURES):

@@ -53,7 +53,7 @@ FIGURES = {
     "rm.accuracy": ("rm/accuracy", "RM held-out accuracy against held-out labelers"),
     "rm.agreement": ("rm/inter_labeler_agreement", "inter-labeler agreement on the same held-out pairs"),
     "rm.gold_accuracy": ("rm/gold_accuracy", "RM accuracy against gold on the same pairs"),
-    "rm.bayes_ceiling": ("rm/bayes_ceiling", "accuracy of the labelers' own mean utility (the ceiling)"),
+    "rm.bayes_ceiling": ("rm/bayes_ceiling", "the Bayes ceiling: mean of max(p, 1 - p) over labeler A's pair probabilities"),
     "ppo.win_rate": ("ppo/ppo/win_rate_vs_sft", "PPO gold win rate against SFT (500 test prompts)"),
     "ppo.gold_gain": ("ppo/ppo/gold - ppo/sft/gold", "PPO mean gold minus SFT mean gold"),
     "ppo.kl": ("ppo/ppo/kl", "PPO KL to SFT per response (nats)"),
