@@ -2,6 +2,7 @@
 Nothing here is timed: speed claims are ratios the benchmarks measure, never assertions in a test."""
 
 import json
+import shutil
 
 import pytest
 
@@ -73,6 +74,13 @@ def test_pipeline_runs_a_stage_and_reports_it(tmp_path):
                 n_eval_prompts=4, n_layer=1, n_head=2, n_embd=32)
     assert pipeline.finished_run(stages.config("sft", **same)) == again["eval"]
     assert pipeline.finished_run(stages.config("sft", **{**same, "max_iters": 3})) is None
+    # a checkout moved elsewhere: the default tokenizer's absolute path differs, the file does not
+    moved = tmp_path / "elsewhere" / "world.tiktoken"
+    moved.parent.mkdir()
+    shutil.copyfile(stages.config("sft").tokenizer, moved)
+    assert pipeline.finished_run(stages.config("sft", **same, tokenizer=str(moved))) == again["eval"]
+    moved.write_bytes(moved.read_bytes()[:-10])                           # ... but not another tokenizer
+    assert pipeline.finished_run(stages.config("sft", **same, tokenizer=str(moved))) is None
 
 
 def test_gpu_config_asks_for_no_more_prompts_than_the_world_has():

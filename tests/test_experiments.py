@@ -177,8 +177,6 @@ def test_scores_vs_rankings_smoke(tmp_path, tiny_rm):
     assert (tmp_path / "scores_vs_rankings.png").stat().st_size > 1000
 
 
-@pytest.mark.exercise("1.1", "2.1", "3.1", "3.2", "3.3", "3.4", "3.5", "4.1", "4.2", "4.3",
-                      "5.1", "5.2", "5.3", "5.4", "5.5", "5.7")
 def test_spearman_ranks_with_ties_by_hand():
     from nanorm.experiments.rm_size import spearman, tag
     assert spearman([1, 2, 3, 4], [10, 20, 30, 45]) == pytest.approx(1.0)
@@ -190,6 +188,8 @@ def test_spearman_ranks_with_ties_by_hand():
     assert tag("--n_prompts=342 --init=random") == "n_prompts342_initrandom"
 
 
+@pytest.mark.exercise("1.1", "2.1", "3.1", "3.2", "3.3", "3.4", "3.5", "4.1", "4.2", "4.3",
+                      "5.1", "5.2", "5.3", "5.4", "5.5", "5.7")
 def test_rm_size_smoke(tmp_path, tiny_sft, monkeypatch):
     # the tiny policy has d_model 32; a width-16 RM gets its own SFT trunk. --lr=0: each RM's trunk is
     # still exactly the SFT trunk it was initialised from, so the plumbing of --init_ckpt shows.
@@ -230,6 +230,7 @@ def test_rm_size_smoke(tmp_path, tiny_sft, monkeypatch):
     assert rm_size.main(argv)["rows"] == res["rows"]
 
 
+@pytest.mark.exercise("1.1", "2.1", "3.1", "3.2", "3.3", "3.4", "3.5", "4.1", "4.2", "4.3")
 def test_rm_data_curve_smoke(tmp_path, tiny_rm):
     # each size trains on the first N prompts of the same file: more prompts, more pairs; both inits run
     from nanorm.experiments import rm_data_curve

@@ -63,6 +63,26 @@ def test_there_are_lessons_with_citations():
     assert len(lesson_files()) >= 4 and len(list(citations())) >= 20
 
 
+CORE_WORDS = 1500   # the course issue: each lesson's core readable in one sitting
+
+
+def lesson_core(text):
+    """A lesson's core: everything before its exercises (the lab notes come after them)."""
+    return text.split("\n## Exercises")[0]
+
+
+def test_each_lesson_core_reads_in_one_sitting():
+    numbered = [f for f in lesson_files() if re.match(r"\d\d-", os.path.basename(f))]
+    assert len(numbered) == 9
+    for path in numbered:
+        text = open(path, encoding="utf-8").read()
+        words = len(lesson_core(text).split())
+        assert words <= CORE_WORDS, f"{os.path.basename(path)}: core of {words} words (move deep dives to lab notes)"
+        notes = text.split("\n## Lab notes")
+        assert len(notes) <= 2 and (len(notes) == 1 or "\n## Exercises" in notes[0]), \
+            f"{os.path.basename(path)}: the lab notes come once, after the exercises"
+
+
 def test_every_cited_symbol_exists():
     missing, cache = [], {}
     for lesson, file, symbol in citations():

@@ -70,10 +70,23 @@ def finished_run(stage_cfg):
     if not (os.path.exists(ckpt_path) and os.path.exists(eval_path)):
         return None
     import torch
-    if torch.load(ckpt_path, map_location="cpu", weights_only=True).get("config") != asdict(stage_cfg):
+    saved, asked = torch.load(ckpt_path, map_location="cpu", weights_only=True).get("config") or {}, asdict(stage_cfg)
+    if saved.keys() != asked.keys() or any(saved[k] != asked[k] and not (k == "tokenizer" and same_file(saved[k], v))
+                                           for k, v in asked.items()):
         return None
     with open(eval_path, encoding="utf-8") as f:
         return json.load(f)
+
+
+def same_file(saved, asked):
+    """The tokenizer field holds an absolute path by default, so a checkout moved or cloned elsewhere names
+    the same file differently: same name, and the same bytes where the saved path still exists."""
+    if os.path.basename(saved) != os.path.basename(asked) or not os.path.exists(asked):
+        return False
+    if not os.path.exists(saved):
+        return True
+    with open(saved, "rb") as a, open(asked, "rb") as b:
+        return a.read() == b.read()
 
 
 def main(argv=None):

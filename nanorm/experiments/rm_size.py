@@ -21,8 +21,8 @@ With every RM measured the same way, the figure's second row asks the question o
 which number an RM earns without PPO (held-out accuracy, gold accuracy, minimal pairs, best-of-16) ranks
 the RMs the way PPO's gold win rate does? (Spearman's rank correlation, printed and in the JSON.)
 
-    python -m nanorm.experiments.rm_size                     # 3 widths + 4 variants: about 2 hours on 2 cores
-    python -m nanorm.experiments.rm_size --variants=         # the widths only: about 1 hour
+    python -m nanorm.experiments.rm_size                     # 3 widths + 4 variants: ~2.7 h of stage time
+    python -m nanorm.experiments.rm_size --variants=         # the widths only: ~1.7 h
     python -m nanorm.experiments.rm_size --run_ppo=false     # the RMs only, no PPO
     python -m nanorm.experiments.rm_size --publish=true      # and copy the figure to lessons/figures/
 
@@ -161,6 +161,7 @@ def draw(res, path):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter
     sizes = [r for r in res["rows"] if not r["variant"]]   # the width curves: full data, SFT start
     first = res["rows"][0]
     x = [r["rm_params"] / 1e6 for r in sizes]
@@ -183,6 +184,9 @@ def draw(res, path):
         if policy_x is not None:
             ax.axvline(policy_x, color="grey", lw=0.8, ls="--")
         ax.set_xscale("log")
+        ax.set_xticks(x)                             # one label per RM (log axes label minor ticks too: they overlap)
+        ax.set_xticklabels([f"{v:.2f}" for v in x])
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel("RM parameters (millions; dashed: the policy's size)")
         ax.set_title(title, fontsize=10)
         if ax.get_legend_handles_labels()[0]:   # (no minimal pairs when no greedy answer was correct)
