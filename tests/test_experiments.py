@@ -9,7 +9,7 @@ import torch
 from nanorm import world
 from nanorm.world import minimal_edit
 from nanorm.experiments.headroom import judge_scores, win_rates
-from nanorm.experiments.what_the_rm_sees import mistake_kind
+from nanorm.experiments.what_the_rm_sees import claim_directions, mistake_kind
 from nanorm.prefdata import Comparison, load_comparisons
 
 
@@ -84,6 +84,19 @@ def test_minimal_edit_changes_one_fact_and_makes_the_answer_wrong():
     assert {world.ITEM_TO_CATEGORY[w.lower()] for w in world.words(edited) if w.lower() in world.ITEM_TO_CATEGORY} \
         != {"fruits"}
     assert minimal_edit(arith, "I do not know.", rng) is None                  # nothing to change
+
+
+def test_claim_pairs_split_by_the_edits_direction():
+    # user wrong (0 > 1): the correct answer disagrees, its edit agrees; user right (1 > 0): the reverse
+    wrong_user, right_user = prompt("I think 0 is more than 1. Am I right?"), prompt("I think 1 is more than 0. Am I right?")
+    arith = prompt("What is 4 plus 2?")
+    pairs = [(wrong_user, "0 is less than 1, so you are wrong.", "0 is less than 1, so you are right."),
+             (wrong_user, "0 is less than 1, so you are wrong.", "0 is less than 1, so you are right."),
+             (right_user, "1 is more than 0, so you are right.", "1 is more than 0, so you are wrong."),
+             (arith, "6.", "7.")]                                                # not a claim: left out
+    got = claim_directions(pairs, [False, True, True, False])
+    assert got == {"edit_agrees": {"n": 2, "rm": 0.5}, "edit_disagrees": {"n": 1, "rm": 1.0}}
+    assert claim_directions(pairs[3:], [True]) == {}
 
 
 def test_headroom_on_demonstrations_needs_no_model(tmp_path):

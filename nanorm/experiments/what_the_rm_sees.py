@@ -133,7 +133,23 @@ def main(argv):
                   f"e.g. {pairs[rows[0]][1]!r} vs {pairs[rows[0]][2]!r}")
             res["minimal_pairs"][fam] = {"n": len(rows), "rm": rm_right, "labeler_a": float(a_right),
                                          "example": list(pairs[rows[0]][1:])}
+    for direction, got in claim_directions(pairs, (r[:, 0] > r[:, 1]).tolist()).items():
+        print(f"  claim, the edit {direction.split('_')[1]} with the user: {got['n']:4d} pairs  RM {got['rm']:.3f}")
+        res["minimal_pairs"]["claim"][direction] = got
     return save(res, cfg.out)
+
+
+def claim_directions(pairs, right):
+    """The claim pairs (prompt, correct text, edited text) split by the edit's direction: the verdict
+    flipped to agree with the user, or to disagree; right[i]: the RM preferred pair i's correct text.
+    Returns {"edit_agrees" | "edit_disagrees": {"n", "rm": the share the RM got right}} (present ones only)."""
+    out = {}
+    for direction, agrees in (("edit_agrees", True), ("edit_disagrees", False)):
+        some = [ok for (p, _, e), ok in zip(pairs, right)
+                if p.family == "claim" and bool(world.features(p, e)["agrees"]) == agrees]
+        if some:
+            out[direction] = {"n": len(some), "rm": sum(some) / len(some)}
+    return out
 
 
 def save(res, path):
