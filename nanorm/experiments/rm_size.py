@@ -63,13 +63,18 @@ class RMSizeConfig:
     threads: int = 0                   # --threads of every stage (0 = torch's default)
     publish: bool = False              # copy the figure to lessons/figures/rm_size.png
 
+    def width_list(self):   # empty --widths=: the variants only
+        return [w for w in self.widths.split(",") if w]
+
+    def variant_list(self):
+        return [v.strip() for v in self.variants.split(";") if v.strip()]
+
     def check(self):
-        widths = [w for w in self.widths.split(",") if w]   # empty: the variants only
+        widths, variants = self.width_list(), self.variant_list()
         require(self, "widths", all(w.isdigit() and int(w) > 0 for w in widths), "expected widths like 64,128,256")
         require(self, "widths", len(set(widths)) == len(widths), "a width is listed twice")
-        variants = [v for v in self.variants.split(";") if v.strip()]
         require(self, "variants", len(set(map(tag, variants))) == len(variants), "a variant is listed twice")
-        require(self, "variants", all(v.strip().startswith("--") for v in variants),
+        require(self, "variants", all(v.startswith("--") for v in variants),
                 "expected train_rm.py flags like --n_prompts=342;--init=random")
         require(self, "sft_ckpt", os.path.exists(self.sft_ckpt), "not found (run train_sft.py first)")
 
@@ -218,8 +223,8 @@ def main(argv=None):
     os.makedirs(cfg.out_dir, exist_ok=True)
     policy = torch.load(cfg.sft_ckpt, map_location="cpu", weights_only=True)["model_config"]
     res = {"config": asdict(cfg), "policy_width": policy["n_embd"], "rows": []}
-    runs = [(width, "") for width in sorted(int(w) for w in cfg.widths.split(",") if w)]
-    runs += [(policy["n_embd"], v.strip()) for v in cfg.variants.split(";") if v.strip()]
+    runs = [(width, "") for width in sorted(map(int, cfg.width_list()))]
+    runs += [(policy["n_embd"], v) for v in cfg.variant_list()]
     for width, variant in runs:   # the JSON and figure after every RM
         res["rows"].append(one_rm(cfg, width, policy, variant))
         res["predicts_ppo"] = predicts_ppo(res["rows"])
