@@ -132,6 +132,20 @@ def kl_to_ref(policy, ref, tok, prompt_texts, token_lists, temperature, device, 
     return torch.cat(out)
 
 
+@torch.no_grad()
+def mean_logprob(model, tok, prompt_texts, token_lists, device, dtype="float32", batch_size=128):
+    """Per-response mean over its tokens of log pi(y_t | x, y_<t) (B,): how expected the policy finds it."""
+    out = []
+    for s in _batches(len(prompt_texts), batch_size):
+        responses, r_mask = pad(token_lists[s], tok.pad_id, device=device)   # (B, Tr) right-padded
+        tokens, mask, Tp = join_prompt_response([tok.encode_prompt(t) for t in prompt_texts[s]], responses,
+                                                r_mask, tok.pad_id)
+        with autocast(device, dtype):
+            lp, _ = response_logprobs(model, tokens, mask, Tp)
+        out.append(((lp * r_mask).sum(1) / r_mask.sum(1).clamp(min=1)).cpu())
+    return torch.cat(out)
+
+
 def describe(prompts, texts, finished):
     """Gold and surface features of each sample: what the policy learned to do, including the document's
     failure modes as yes/no per answer: longer than gold's word budget, formatted, gibberish, sycophantic."""

@@ -159,3 +159,24 @@ def test_scalar_head_model_copies_the_sft_trunk():
         assert torch.allclose(rm.trunk(x), gpt.trunk(x))
     assert rm.head.weight.shape == (1, CFG.n_embd)
     assert rm.head.bias.item() == 0.0
+
+
+def test_mean_logprob_of_a_ragged_batch_matches_each_response_alone():
+    """nanorm/evaluate.py::mean_logprob (batched, prompts left-padded, responses right-padded) against a
+    naive reference: each prompt + response forwarded alone, the log-softmax read token by token."""
+    from nanorm.evaluate import mean_logprob
+    from nanorm.tokenizer import load_tokenizer
+    tok = load_tokenizer()
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=48, n_layer=2, n_head=2, n_embd=32)).eval()
+    prompts = ["What is 2 plus 2?", "Name two fruits.", "Say hello to Sam for me."]
+    responses = [tok.encode_response("4.") + [tok.eos_id], tok.encode_response("Apple, pear and plum, I hope."),
+                 tok.encode_response("Hello!") + [tok.eos_id]]
+    got = mean_logprob(model, tok, prompts, responses, "cpu", batch_size=2)   # two batches, ragged within one
+    for text, resp, value in zip(prompts, responses, got):
+        ids = tok.encode_prompt(text) + resp
+        with torch.no_grad():
+            logp = torch.log_softmax(model(torch.tensor([ids]))[0], dim=-1)   # (T, V)
+        n = len(tok.encode_prompt(text))
+        expected = sum(logp[n - 1 + t, tok_id].item() for t, tok_id in enumerate(resp)) / len(resp)
+        assert value.item() == pytest.approx(expected, abs=1e-5)

@@ -12,7 +12,9 @@ Three tables explain most of nanorm's default results (lesson 04):
      texts are dropped.
   3. for the fact pairs, how often the RM scores the correct answer higher, split by the wrong answer's
      mistake (a wrong sum said bare or as a full statement; another person's name or another occasion),
-     and not against a labeler: these are the facts gold and every labeler agree on.
+     and not against a labeler: these are the facts gold and every labeler agree on. Beside it, the same
+     for the SFT model's own likelihood (the mean log-prob per response token): where the SFT column is
+     well above the RM's, the trunk the RM started from holds the fact and the RM did not learn to read it.
   4. minimal pairs: the SFT model's own correct greedy answer against the same text with ONE fact changed
      (another number, another name, an item of another category, the opposite verdict; minimal_edit).
      Nothing else differs, so no length or style cue can stand in for the check: at 0.5 the RM does
@@ -34,7 +36,7 @@ from nanorm import world
 from nanorm.checkpoint import write_json
 from nanorm.config import parse_config
 from nanorm.data import sample_responses
-from nanorm.evaluate import rm_scores
+from nanorm.evaluate import mean_logprob, rm_scores
 from nanorm.experiments.common import load_sft_and_rm
 from nanorm.tokenizer import DEFAULT_RANKS
 
@@ -79,6 +81,7 @@ def main(argv):
                                                     generator=torch.Generator(device).manual_seed(cfg.seed),
                                                     device=device)
     r = rm_scores(rm, tok, [p.text for p in flat], token_lists, finished, -3.0, device).numpy()
+    lp = mean_logprob(sft, tok, [p.text for p in flat], token_lists, device).numpy()   # the SFT model's judgement
     stats, mistakes = {}, {}
     for i, p in enumerate(prompts):
         for a in range(cfg.k):
@@ -95,7 +98,7 @@ def main(argv):
                 stats.setdefault(kind, []).append((acc, agree, max(pa, 1 - pa)))
                 if not same:   # a fact pair: does the RM score the correct answer higher?
                     good, bad = (ia, ib) if correct_a else (ib, ia)
-                    mistakes.setdefault(mistake_kind(p, texts[bad]), []).append(float(r[good] > r[bad]))
+                    mistakes.setdefault(mistake_kind(p, texts[bad]), []).append((r[good] > r[bad], lp[good] > lp[bad]))
     print(f"\nRM expected accuracy vs held-out labeler {labeler.id}, by pair kind "
           f"({cfg.n_prompts} validation prompts x {cfg.k} SFT samples):")
     print(f"  {'family':10s} {'kind':5s} {'pairs':>6s} {'RM':>6s} {'A vs B':>7s} {'ceiling':>8s}")
@@ -105,10 +108,14 @@ def main(argv):
         print(f"  {kind:16s} {len(v):6d} {v[:, 0].mean():6.3f} {v[:, 1].mean():7.3f} {v[:, 2].mean():8.3f}")
         res["pair_kinds"][" ".join(kind.split())] = {"n": len(v), "rm": v[:, 0].mean(), "a_vs_b": v[:, 1].mean(),
                                                      "ceiling": v[:, 2].mean()}
-    print("\nFact pairs by the wrong answer's mistake: how often the RM scores the correct answer higher")
+    print("\nFact pairs by the wrong answer's mistake: how often the RM scores the correct answer higher, and")
+    print("how often the SFT model finds it more likely (mean log-prob per token):")
+    print(f"  {'mistake':40s} {'pairs':>5s}  {'RM':>6s} {'SFT':>6s}")
     for kind, v in sorted(mistakes.items()):
-        print(f"  {kind:40s} {len(v):5d} pairs  {np.mean(v):.3f}")
-        res["fact_pairs_by_mistake"][kind] = {"n": len(v), "rm_prefers_correct": float(np.mean(v))}
+        v = np.array(v, dtype=float)
+        print(f"  {kind:40s} {len(v):5d}  {v[:, 0].mean():6.3f} {v[:, 1].mean():6.3f}")
+        res["fact_pairs_by_mistake"][kind] = {"n": len(v), "rm_prefers_correct": float(v[:, 0].mean()),
+                                              "sft_likelihood_prefers_correct": float(v[:, 1].mean())}
 
     # 4. minimal pairs: the greedy answers of table 1 (both splits), where correct, against one edit each
     rng, pairs = random.Random(cfg.seed), []
