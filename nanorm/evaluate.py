@@ -117,14 +117,21 @@ def rm_scores(rm, tok, prompt_texts, token_lists, finished, truncation_penalty, 
     return torch.where(torch.tensor(finished), scores, torch.full_like(scores, truncation_penalty))
 
 
-@torch.no_grad()
-def kl_to_ref(policy, ref, tok, prompt_texts, token_lists, temperature, device, dtype="float32", batch_size=128):
-    """Per-response sum_t [log pi(y_t) - log pi_ref(y_t)] on the policy's samples (B,)."""
-    out = []
+def _joined_batches(tok, prompt_texts, token_lists, device, batch_size):
+    """The responses in batches laid out as the sampler wrote them, [left-padded prompt | right-padded
+    response]: yields tokens, mask, Tp and the response mask (B, Tr)."""
     for s in _batches(len(prompt_texts), batch_size):
         responses, r_mask = pad(token_lists[s], tok.pad_id, device=device)   # (B, Tr) right-padded
         tokens, mask, Tp = join_prompt_response([tok.encode_prompt(t) for t in prompt_texts[s]], responses,
                                                 r_mask, tok.pad_id)
+        yield tokens, mask, Tp, r_mask
+
+
+@torch.no_grad()
+def kl_to_ref(policy, ref, tok, prompt_texts, token_lists, temperature, device, dtype="float32", batch_size=128):
+    """Per-response sum_t [log pi(y_t) - log pi_ref(y_t)] on the policy's samples (B,)."""
+    out = []
+    for tokens, mask, Tp, r_mask in _joined_batches(tok, prompt_texts, token_lists, device, batch_size):
         with autocast(device, dtype):
             lp, _ = response_logprobs(policy, tokens, mask, Tp, temperature)
             ref_lp, _ = response_logprobs(ref, tokens, mask, Tp, temperature)
@@ -136,10 +143,7 @@ def kl_to_ref(policy, ref, tok, prompt_texts, token_lists, temperature, device, 
 def mean_logprob(model, tok, prompt_texts, token_lists, device, dtype="float32", batch_size=128):
     """Per-response mean over its tokens of log pi(y_t | x, y_<t) (B,): how expected the policy finds it."""
     out = []
-    for s in _batches(len(prompt_texts), batch_size):
-        responses, r_mask = pad(token_lists[s], tok.pad_id, device=device)   # (B, Tr) right-padded
-        tokens, mask, Tp = join_prompt_response([tok.encode_prompt(t) for t in prompt_texts[s]], responses,
-                                                r_mask, tok.pad_id)
+    for tokens, mask, Tp, r_mask in _joined_batches(tok, prompt_texts, token_lists, device, batch_size):
         with autocast(device, dtype):
             lp, _ = response_logprobs(model, tokens, mask, Tp)
         out.append(((lp * r_mask).sum(1) / r_mask.sum(1).clamp(min=1)).cpu())
