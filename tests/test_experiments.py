@@ -1,6 +1,7 @@
 """The analysis experiments' own logic, on hand-made responses (their smoke runs are in test_overoptimization.py)."""
 
 import json
+import math
 import random
 
 import pytest
@@ -259,3 +260,48 @@ def test_rm_data_curve_smoke(tmp_path, tiny_rm):
         random_rm["state_dict"]["trunk.wte.weight"], sft_trunk["trunk.wte.weight"])
     assert json.load(open(tmp_path / "rm_data_curve.json"))["rows"] == json.loads(json.dumps(rows))
     assert (tmp_path / "rm_data_curve.png").stat().st_size > 1000
+
+
+def test_vote_targets_are_the_share_of_rankings_that_put_i_above_j():
+    from nanorm.experiments.labeler_votes import vote_targets
+    # pairs in order (0,1) (0,2) (1,2); one ranking gives 1 or 0 per pair
+    assert vote_targets([[2, 0, 1]], 3) == [1.0, 0.0, 0.0]
+    # three labelers: 0>1>2, 1>0>2, 2>0>1 -> 0 above 1 in two of three, 0 above 2 in two, 1 above 2 in two
+    assert vote_targets([[0, 1, 2], [1, 0, 2], [2, 0, 1]], 3) == pytest.approx([2 / 3, 2 / 3, 2 / 3])
+    assert vote_targets([[0, 1], [0, 1], [1, 0]], 2) == pytest.approx([2 / 3])
+
+
+def test_majority_and_soft_vote_losses_by_hand():
+    """loss_of on one prompt of K = 2 whose RM rewards are fixed: soft p = 2/3 against the majority's 1."""
+    from nanorm.experiments import labeler_votes
+    rec = Comparison("x", ["a", "b"], [0, 1], 0, {"votes": [[0, 1], [0, 1], [1, 0]]})
+    r = torch.tensor([0.7, -0.3])                                # margin 1.0
+    fake = lambda rm, batch, *args: (r, None, None, None)
+    orig = labeler_votes.train_rm.forward_rewards
+    labeler_votes.train_rm.forward_rewards = fake
+    try:
+        soft = labeler_votes.loss_of("soft_vote", None, [rec], ())
+        major = labeler_votes.loss_of("majority_of_3", None, [rec], ())
+        one = labeler_votes.loss_of("one_labeler", None, [rec], ())
+    finally:
+        labeler_votes.train_rm.forward_rewards = orig
+    log_sig = lambda x: -math.log1p(math.exp(-x))
+    assert soft.item() == pytest.approx(-(2 / 3 * log_sig(1.0) + 1 / 3 * log_sig(-1.0)), abs=1e-6)   # 0.6466
+    assert major.item() == pytest.approx(-log_sig(1.0), abs=1e-6) == one.item()                   # 0.3133
+
+
+@pytest.mark.exercise("1.1", "2.1", "3.1", "3.2", "3.3", "3.4", "3.5", "4.1", "4.2", "4.3")
+def test_labeler_votes_smoke(tmp_path, tiny_rm):
+    from nanorm.experiments.labeler_votes import WAYS, main
+    res = main([f"--comparisons={tiny_rm.dir}/comparisons.jsonl", f"--eval_comparisons={tiny_rm.dir}/eval_comparisons.jsonl",
+                f"--sft_ckpt={tiny_rm.flags['sft_ckpt']}", f"--out_dir={tmp_path}", "--n_prompts=4", "--threads=1",
+                "--best_of=2", "--n_test_prompts=6"])
+    assert [run["way"] for run in res["runs"]] == list(WAYS)
+    assert [run["labellings"] for run in res["runs"]] == [4, 12, 12, 12]        # the same budget but the first
+    assert [run["steps"] for run in res["runs"]] == [2, 6, 2, 2]
+    assert len({run["inter_labeler_agreement"] for run in res["runs"]}) == 1    # one set of held-out pairs
+    for run in res["runs"]:
+        assert 0 <= run["accuracy"] <= 1 and 0 <= run["prob_error"] <= 1 and 0 <= run["best_of_n_win_rate"] <= 1
+    assert 0 < res["split_vote_rate"] < 1
+    assert json.load(open(tmp_path / "labeler_votes.json"))["runs"][3]["way"] == "soft_vote"
+    assert (tmp_path / "labeler_votes.png").stat().st_size > 1000

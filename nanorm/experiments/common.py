@@ -4,13 +4,22 @@ Pieces the experiments share, so that no experiment imports another:
     load_sft_and_rm   the SFT policy and the normalised reward model of a config's checkpoints
     load_rm_study     what an RM-training experiment starts from: the SFT trunk and the rankings
     fresh_rm          an RM copied from the SFT trunk, with train_rm.py's optimiser and schedule
+    train_study_rm    one such RM trained on records with a given loss, and its held-out report
     write_results     an experiment's JSON and figure into its out_dir (the figure also to lessons/figures/)
 """
 
+import math
 import os
+import random
+import time
+
 import shutil
 
 import torch
+
+import train_rm
+from nanorm.config import seed_everything
+from nanorm.evaluate import evaluate_rm
 
 from nanorm.checkpoint import write_json
 from nanorm.config import print_config
@@ -53,6 +62,35 @@ def fresh_rm(sft, lr, steps):
     rm = ScalarHeadModel.from_gpt(sft)
     optimizer = torch.optim.AdamW(rm.parameters(), lr=lr, weight_decay=0.0)
     return rm, optimizer, torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps, eta_min=lr / 10)
+
+
+def train_study_rm(name, loss_of, sft, records, eval_records, heldout, tok, cfg, max_new):
+    """One RM from the SFT trunk, trained on `records` with loss_of(rm, batch, args) (cfg: seed, lr, epochs,
+    prompts_per_batch; train_rm.py's optimiser, schedule and clipping), then judged on the held-out rankings
+    by evaluate_rm. Returns (rm, {"way": name, "steps", "seconds", accuracy, agreement, ceiling, gold, ECE,
+    per-family accuracy}); prints one line."""
+    seed_everything(cfg.seed)
+    steps = math.ceil(len(records) / cfg.prompts_per_batch) * cfg.epochs
+    rm, optimizer, scheduler = fresh_rm(sft, cfg.lr, steps)
+    args = (tok, max_new, torch.device("cpu"), "float32")
+    t0 = time.time()
+    rm.train()
+    for epoch in range(cfg.epochs):
+        order = list(range(len(records)))
+        random.Random(cfg.seed + epoch).shuffle(order)
+        for at in range(0, len(order), cfg.prompts_per_batch):
+            loss = loss_of(rm, [records[j] for j in order[at:at + cfg.prompts_per_batch]], args)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(rm.parameters(), 1.0)
+            optimizer.step()
+            scheduler.step()
+    r = train_rm.rewards_and_loss(rm, eval_records, *args)[0]
+    report = evaluate_rm(r, eval_records, *heldout, seed=cfg.seed)
+    keep = ("accuracy", "inter_labeler_agreement", "bayes_ceiling", "gold_accuracy", "ece", "accuracy_per_family")
+    print(f"  {name:14s} held-out accuracy {report['accuracy']:.3f} (agreement {report['inter_labeler_agreement']:.3f}), "
+          f"vs gold {report['gold_accuracy']:.3f} ({time.time() - t0:.0f}s)", flush=True)
+    return rm, {"way": name, "steps": steps, "seconds": round(time.time() - t0, 1), **{k: report[k] for k in keep}}
 
 
 LESSON_FIGURES = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),

@@ -33,7 +33,6 @@ Writes out/scores_vs_rankings/scores_vs_rankings.json and .png.
 import math
 import random
 import sys
-import time
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -41,9 +40,8 @@ import torch
 
 import train_rm
 from nanorm import world
-from nanorm.config import at_least, parse_config, seed_everything
-from nanorm.evaluate import evaluate_rm
-from nanorm.experiments.common import fresh_rm, load_rm_study, write_results
+from nanorm.config import at_least, parse_config
+from nanorm.experiments.common import load_rm_study, train_study_rm, write_results
 from nanorm.prefdata import Comparison
 from nanorm.reward import bradley_terry_loss, kwise_pairs, ranking_to_pairs
 from nanorm.tokenizer import DEFAULT_RANKS
@@ -126,28 +124,8 @@ def loss_of(way, rm, batch, args):
 
 def train(way, sft, records, eval_records, heldout, tok, cfg, max_new):
     """One RM from the SFT trunk, trained `way`; its held-out report (evaluate_rm)."""
-    seed_everything(cfg.seed)
-    steps = math.ceil(len(records) / cfg.prompts_per_batch) * cfg.epochs
-    rm, optimizer, scheduler = fresh_rm(sft, cfg.lr, steps)
-    args = (tok, max_new, torch.device("cpu"), "float32")
-    t0 = time.time()
-    rm.train()
-    for epoch in range(cfg.epochs):
-        order = list(range(len(records)))
-        random.Random(cfg.seed + epoch).shuffle(order)
-        for at in range(0, len(order), cfg.prompts_per_batch):
-            loss = loss_of(way, rm, [records[j] for j in order[at:at + cfg.prompts_per_batch]], args)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(rm.parameters(), 1.0)
-            optimizer.step()
-            scheduler.step()
-    r = train_rm.rewards_and_loss(rm, eval_records, *args)[0]
-    report = evaluate_rm(r, eval_records, *heldout, seed=cfg.seed)
-    keep = ("accuracy", "inter_labeler_agreement", "bayes_ceiling", "gold_accuracy", "ece", "accuracy_per_family")
-    print(f"  {way:12s} held-out accuracy {report['accuracy']:.3f} (agreement {report['inter_labeler_agreement']:.3f}), "
-          f"vs gold {report['gold_accuracy']:.3f} ({time.time() - t0:.0f}s)", flush=True)
-    return {"way": way, "steps": steps, "seconds": round(time.time() - t0, 1), **{k: report[k] for k in keep}}
+    loss = lambda rm, batch, args: loss_of(way, rm, batch, args)
+    return train_study_rm(way, loss, sft, records, eval_records, heldout, tok, cfg, max_new)[1]
 
 
 def make_figure(res, path):

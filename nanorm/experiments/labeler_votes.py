@@ -1,0 +1,201 @@
+"""
+Labeler disagreement: one labeler per prompt, a majority of three, or their soft vote?
+
+Labelers disagree (about one pair in four here, as in InstructGPT). A labelling budget can buy one
+ranking of many prompts, or several rankings of fewer prompts, and several rankings can be trained on
+as a majority vote or as the share of votes (a soft target p: the Bradley-Terry loss
+-(p log sigma(d) + (1 - p) log sigma(-d)), nanorm/reward.py). This experiment trains one reward model
+each way, from the same SFT trunk with the same optimiser, on the responses train_rm.py collected
+(out/rm/comparisons.jsonl: K = 4..9 SFT samples per prompt):
+
+    one_labeler      the first --n_prompts prompts, one ranking each (the record's own labeler: train_rm.py's)
+    one_labeler_3x   the first 3 x --n_prompts prompts, one ranking each: the same budget as the two below
+    majority_of_3    the first --n_prompts prompts, ranked by three different training labelers; each pair
+                     goes the way at least two of them put it
+    soft_vote        the same three rankings; each pair's target is the share of the three who preferred it
+
+Each RM is judged on train_rm.py's held-out rankings (held-out labelers A and B,
+out/rm/eval_comparisons.jsonl): accuracy against A, agreement, gold, ECE against A's choices, and
+prob_error, the mean |sigma(r_w - r_l) - P_A(w > l)| against labeler A's true choice probability (how
+well the RM predicts how sure a labeler is, not only who wins). Then best-of-16 on held-out test prompts
+with each RM as the judge, against one SFT sample (gold win rate, ties half): what an optimiser gains.
+
+    python -m nanorm.experiments.labeler_votes          # after train_sft.py and train_rm.py, ~5 minutes
+    python -m nanorm.experiments.labeler_votes --publish=true   # also copy the figure to lessons/figures/
+
+Writes out/labeler_votes/labeler_votes.json and .png.
+"""
+
+import random
+import sys
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+
+import train_rm
+from nanorm import world
+from nanorm.config import at_least, parse_config, require
+from nanorm.data import sample_responses
+from nanorm.evaluate import rm_scores
+from nanorm.experiments.common import load_rm_study, train_study_rm, write_results
+from nanorm.prefdata import Comparison
+from nanorm.reward import bradley_terry_loss, kwise_pairs, ranking_to_pairs
+from nanorm.tokenizer import DEFAULT_RANKS
+
+WAYS = ("one_labeler", "one_labeler_3x", "majority_of_3", "soft_vote")
+
+
+@dataclass
+class VotesConfig:
+    comparisons: str = "out/rm/comparisons.jsonl"        # the default train_rm.py run's rankings
+    eval_comparisons: str = "out/rm/eval_comparisons.jsonl"
+    sft_ckpt: str = "out/sft/ckpt.pt"
+    tokenizer: str = DEFAULT_RANKS
+    out_dir: str = "out/labeler_votes"
+    n_prompts: int = 400              # prompts ranked three times; one_labeler_3x takes three times as many
+    n_labelers: int = 8               # train_rm.py's labelers (its --seed draws them), the last two held out
+    prompts_per_batch: int = 2        # train_rm.py's default
+    epochs: int = 1
+    lr: float = 3e-4                  # train_rm.py's, with its cosine decay to lr / 10
+    best_of: int = 16                 # candidates per test prompt for the best-of-n row (0 = skip)
+    n_test_prompts: int = 300         # held-out test prompts for best-of-n
+    seed: int = 1337                  # train_rm.py's --seed: its labelers
+    threads: int = 0
+    publish: bool = False
+
+    def check(self):
+        at_least(self, 1, "n_prompts", "prompts_per_batch", "epochs", "n_test_prompts")
+        at_least(self, 0, "best_of")
+        at_least(self, 5, "n_labelers")   # three training labelers and the two held-out ones
+
+
+def vote_targets(rankings, K):
+    """Three (or any number of) rankings of the same K responses -> the share of them that put i above j,
+    for each pair (i, j), i < j, in ranking_to_pairs(range(K)) order."""
+    above = [{(w, l) for w, l in ranking_to_pairs(r)} for r in rankings]
+    return [sum((i, j) in a for a in above) / len(rankings) for i, j in ranking_to_pairs(list(range(K)))]
+
+
+def relabel(records, labelers, n_votes, seed):
+    """Each record ranked by n_votes different training labelers (the record's own first, so its first vote
+    is train_rm.py's ranking), in meta["votes"]."""
+    rng = random.Random(seed)
+    by_id = {lab.id: lab for lab in labelers}
+    out = []
+    for rec in records:
+        p = world.Prompt.from_dict(rec.meta["world_prompt"])
+        others = rng.sample([lab.id for lab in labelers if lab.id != rec.labeler], n_votes - 1)
+        votes = [rec.ranking] + [by_id[i].rank(p, rec.responses, rng, finished=rec.finished) for i in others]
+        out.append(Comparison(rec.prompt, rec.responses, rec.ranking, rec.labeler, {**rec.meta, "votes": votes}))
+    return out
+
+
+def loss_of(way, rm, batch, args):
+    """The loss of one step's batch: Bradley-Terry on every pair of each prompt, the pairs oriented
+    0 < 1 < ... < K-1 and the target p the chance that the lower index wins (1 or 0 for one ranking)."""
+    r = train_rm.forward_rewards(rm, batch, *args)[0]
+    idx_w, idx_l, group = kwise_pairs([list(range(len(rec.responses))) for rec in batch])
+    if way in ("one_labeler", "one_labeler_3x"):
+        p = [t for rec in batch for t in vote_targets([rec.ranking], len(rec.responses))]
+    else:
+        p = [t for rec in batch for t in vote_targets(rec.meta["votes"], len(rec.responses))]
+        if way == "majority_of_3":
+            p = [float(t > 0.5) for t in p]
+    return bradley_terry_loss(r, idx_w, idx_l, group, p=torch.tensor(p))
+
+
+def prob_error(rm, eval_records, labeler_a, args):
+    """Mean |sigma(r_w - r_l) - P_A(w > l)| over the held-out pairs: calibration against the true probability."""
+    r = train_rm.rewards_and_loss(rm, eval_records, *args)[0]
+    idx_w, idx_l, group = kwise_pairs([rec.ranking for rec in eval_records])
+    flat = [(world.Prompt.from_dict(rec.meta["world_prompt"]), t, f) for rec in eval_records
+            for t, f in zip(rec.responses, rec.finished)]
+    p_a = torch.tensor([labeler_a.p_prefer(flat[w][0], flat[w][1], flat[l][1], flat[w][2], flat[l][2])
+                        for w, l in zip(idx_w.tolist(), idx_l.tolist())])
+    return (torch.sigmoid(r[idx_w] - r[idx_l]) - p_a).abs().mean().item()
+
+
+def best_of_n_pool(sft, tok, n, n_prompts, seed, max_new):
+    """n SFT samples per test prompt plus one baseline sample: (prompts, texts, finished, token lists),
+    prompt i's baseline at i * (n + 1), its candidates after it."""
+    prompts = world.make_split("test", n_prompts, seed=seed)
+    flat = [p.text for p in prompts for _ in range(n + 1)]
+    texts, finished, token_lists = sample_responses(sft, tok, flat, max_new,
+                                                    generator=torch.Generator().manual_seed(seed), device="cpu")
+    return prompts, texts, finished, token_lists
+
+
+def best_of_n_win_rate(rm, tok, pool, n):
+    """Gold win rate of the RM's favourite of each prompt's n candidates against its baseline sample."""
+    prompts, texts, finished, token_lists = pool
+    flat = [p.text for p in prompts for _ in range(n + 1)]
+    r = rm_scores(rm, tok, flat, token_lists, finished, -1e9, torch.device("cpu")).view(len(prompts), n + 1)
+    wins = []
+    for i, p in enumerate(prompts):
+        base, pick = i * (n + 1), i * (n + 1) + 1 + int(r[i, 1:].argmax())
+        wins.append(world.gold_compare(p, texts[pick], texts[base], finished[pick], finished[base]))
+    return float(np.mean(wins))
+
+
+def make_figure(res, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(8, 4))
+    x = np.arange(len(res["runs"]))
+    rows = [("accuracy", "vs held-out labeler A"), ("gold_accuracy", "vs gold")]
+    if res["config"]["best_of"]:
+        rows.append(("best_of_n_win_rate", f"best-of-{res['config']['best_of']} gold win rate"))
+    width = 0.8 / len(rows)
+    for k, (key, label) in enumerate(rows):
+        bars = ax.bar(x + (k - (len(rows) - 1) / 2) * width, [run[key] for run in res["runs"]], width, label=label)
+        ax.bar_label(bars, fmt="%.3f", fontsize=7)
+    agree = res["runs"][0]["inter_labeler_agreement"]
+    ax.axhline(agree, color="gray", ls="--", lw=1, label=f"labeler B vs A ({agree:.3f})")
+    ax.axhline(0.5, color="gray", ls=":", lw=1)
+    ax.set_xticks(x, [f"{run['way']}\n({run['labellings']} rankings)" for run in res["runs"]], fontsize=8)
+    ax.set(ylim=(0.45, 0.85), ylabel="rate", title="One labeler, a majority of three, or their soft vote")
+    ax.legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv):
+    cfg = parse_config(VotesConfig, argv)
+    n = cfg.n_prompts
+    cfg.n_prompts = 3 * n                                  # load_rm_study reads this many rankings
+    tok, sft, max_new, rankings, eval_records = load_rm_study(cfg)
+    cfg.n_prompts = n
+    require(cfg, "n_prompts", len(rankings) == 3 * n,
+            f"one_labeler_3x needs 3 x {n} rankings; {cfg.comparisons} has {len(rankings)}")
+    labelers = world.make_labelers(cfg.n_labelers, seed=cfg.seed)
+    voted = relabel(rankings[:n], labelers[:-2], 3, cfg.seed)
+    pairs = [t for rec in voted for t in vote_targets(rec.meta["votes"], len(rec.responses))]
+    n_split = sum(0 < t < 1 for t in pairs)
+    print(f"{len(voted)} prompts ranked by three labelers: they split on {n_split / len(pairs):.1%} of "
+          f"{len(pairs)} pairs; {len(eval_records)} held-out rankings")
+    data = {"one_labeler": rankings[:cfg.n_prompts], "one_labeler_3x": rankings[:3 * cfg.n_prompts],
+            "majority_of_3": voted, "soft_vote": voted}
+    pool = best_of_n_pool(sft, tok, cfg.best_of, cfg.n_test_prompts, cfg.seed, max_new) if cfg.best_of else None
+    args = (tok, max_new, torch.device("cpu"), "float32")
+    runs = []
+    for way in WAYS:
+        loss = lambda rm, batch, a, way=way: loss_of(way, rm, batch, a)
+        rm, run = train_study_rm(way, loss, sft, data[way], eval_records, labelers[-2:], tok, cfg, max_new)
+        run["labellings"] = len(data[way]) * (3 if way in ("majority_of_3", "soft_vote") else 1)
+        run["prob_error"] = prob_error(rm, eval_records, labelers[-2], args)
+        if pool:
+            run["best_of_n_win_rate"] = best_of_n_win_rate(rm, tok, pool, cfg.best_of)
+        print(f"  {'':14s} prob_error {run['prob_error']:.3f}"
+              + (f", best-of-{cfg.best_of} win rate {run['best_of_n_win_rate']:.3f}" if pool else ""), flush=True)
+        runs.append(run)
+    res = {"config": asdict(cfg), "n_prompts": cfg.n_prompts, "n_pairs_voted": len(pairs),
+           "split_vote_rate": n_split / len(pairs), "runs": runs}
+    write_results(res, cfg.out_dir, "labeler_votes", make_figure, cfg.publish)
+    return res
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
