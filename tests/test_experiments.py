@@ -262,6 +262,7 @@ def test_rm_data_curve_smoke(tmp_path, tiny_rm):
     assert (tmp_path / "rm_data_curve.png").stat().st_size > 1000
 
 
+@pytest.mark.exercise("3.4")
 def test_vote_targets_are_the_share_of_rankings_that_put_i_above_j():
     from nanorm.experiments.labeler_votes import vote_targets
     # pairs in order (0,1) (0,2) (1,2); one ranking gives 1 or 0 per pair
@@ -271,6 +272,7 @@ def test_vote_targets_are_the_share_of_rankings_that_put_i_above_j():
     assert vote_targets([[0, 1], [0, 1], [1, 0]], 2) == pytest.approx([2 / 3])
 
 
+@pytest.mark.exercise("3.3", "3.4", "3.5")
 def test_majority_and_soft_vote_losses_by_hand():
     """loss_of on one prompt of K = 2 whose RM rewards are fixed: soft p = 2/3 against the majority's 1."""
     from nanorm.experiments import labeler_votes

@@ -161,6 +161,7 @@ def test_scalar_head_model_copies_the_sft_trunk():
     assert rm.head.bias.item() == 0.0
 
 
+@pytest.mark.exercise("1.1", "5.7")
 def test_mean_logprob_of_a_ragged_batch_matches_each_response_alone():
     """nanorm/evaluate.py::mean_logprob (batched, prompts left-padded, responses right-padded) against a
     naive reference: each prompt + response forwarded alone, the log-softmax read token by token."""
