@@ -188,6 +188,8 @@ def test_overoptimization_smoke(tmp_path, tiny_sft):
     seen = json.load(open(tmp_path / "seen.json"))
     assert set(seen["greedy_correct"]) == {"train", "test"} and "all" in seen["pair_kinds"]
     assert sum(v["n"] for k, v in seen["pair_kinds"].items() if k != "all") == seen["pair_kinds"]["all"]["n"]
+    for row in seen["fact_pairs_by_mistake"].values():   # the RM and the SFT model's likelihood, as judges
+        assert 0 <= row["rm_prefers_correct"] <= 1 and 0 <= row["sft_likelihood_prefers_correct"] <= 1
 
 
 @pytest.mark.parametrize("flag,error", [("--betas=abc", "error: --betas=abc: expected non-negative numbers"),

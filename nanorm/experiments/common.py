@@ -11,19 +11,15 @@ Pieces the experiments share, so that no experiment imports another:
 import math
 import os
 import random
-import time
-
 import shutil
+import time
 
 import torch
 
 import train_rm
-from nanorm.config import seed_everything
-from nanorm.evaluate import evaluate_rm
-
 from nanorm.checkpoint import write_json
-from nanorm.config import print_config
-from nanorm.evaluate import load_policy, load_reward_model
+from nanorm.config import print_config, seed_everything
+from nanorm.evaluate import evaluate_rm, load_policy, load_reward_model
 from nanorm.model import ScalarHeadModel
 from nanorm.prefdata import load_comparisons
 from nanorm.tokenizer import load_tokenizer
