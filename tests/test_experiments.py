@@ -307,3 +307,16 @@ def test_labeler_votes_smoke(tmp_path, tiny_rm):
     assert 0 < res["split_vote_rate"] < 1
     assert json.load(open(tmp_path / "labeler_votes.json"))["runs"][3]["way"] == "soft_vote"
     assert (tmp_path / "labeler_votes.png").stat().st_size > 1000
+
+
+@pytest.mark.parametrize("module,flag,error", [
+    ("headroom", "--n_prompts=5000", "error: --n_prompts=5000: the world's test split has only"),
+    ("headroom", "--candidates=dpo", "error: --candidates=dpo: expected sft or demonstrations"),
+    ("what_the_rm_sees", "--n_accuracy_prompts=100000", "error: --n_accuracy_prompts=100000: the world's test split"),
+    ("what_the_rm_sees", "--k=1", "error: --k=1: must be at least 2")])
+def test_analysis_flags_are_checked_before_anything_loads(module, flag, error):
+    """A flag the world cannot serve stops with one line naming it (not a traceback from make_split)."""
+    import importlib
+    with pytest.raises(SystemExit) as stop:
+        importlib.import_module(f"nanorm.experiments.{module}").main([flag, "--sft_ckpt=no/such/ckpt.pt"])
+    assert str(stop.value).startswith(error)

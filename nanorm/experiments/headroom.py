@@ -33,7 +33,7 @@ import torch
 
 from nanorm import world
 from nanorm.checkpoint import write_json
-from nanorm.config import parse_config
+from nanorm.config import at_least, at_most_prompts, one_of, parse_config
 from nanorm.data import sample_responses
 from nanorm.evaluate import rm_scores
 from nanorm.experiments.common import load_sft_and_rm
@@ -56,6 +56,12 @@ class HeadroomConfig:
     device: str = "cpu"
     candidates: str = "sft"       # sft: samples of the SFT model | demonstrations: the world's own (no model)
     out: str = "out/experiments/headroom.json"   # the table, as JSON
+
+    def check(self):
+        at_least(self, 1, "n_prompts", "n")
+        one_of(self, "candidates", ("sft", "demonstrations"))
+        at_least(self, 3, "n_labelers")   # at least one training labeler beside the two held out
+        at_most_prompts(self, n_prompts="test")
 
 
 def judge_scores(judge, prompt, texts, finished, labelers=(), rm=None):
@@ -87,8 +93,6 @@ def win_rates(prompts, candidates, cand_finished, baseline, base_finished, label
 
 def main(argv):
     cfg = parse_config(HeadroomConfig, argv)
-    if cfg.candidates not in ("sft", "demonstrations"):
-        raise SystemExit(f"error: --candidates={cfg.candidates}: expected sft or demonstrations")
     labelers = world.make_labelers(cfg.n_labelers, seed=cfg.labeler_seed)[:-2]   # the training labelers
     prompts = world.make_split("test", cfg.n_prompts, seed=cfg.seed)
     n = cfg.n + 1   # per prompt: the baseline response, then the n candidates

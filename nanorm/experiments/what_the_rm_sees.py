@@ -34,7 +34,7 @@ import torch
 
 from nanorm import world
 from nanorm.checkpoint import write_json
-from nanorm.config import parse_config
+from nanorm.config import at_least, at_most_prompts, parse_config
 from nanorm.data import sample_responses
 from nanorm.evaluate import mean_logprob, rm_scores
 from nanorm.experiments.common import load_sft_and_rm
@@ -54,6 +54,11 @@ class SeeConfig:
     threads: int = 1              # torch CPU threads; 0 = torch's default
     device: str = "cpu"           # cpu (the numbers quoted in lesson 04) | cuda (a bigger model's checkpoints)
     out: str = "out/experiments/what_the_rm_sees.json"   # every table, as JSON
+
+    def check(self):
+        at_least(self, 1, "n_prompts", "n_accuracy_prompts")
+        at_least(self, 2, "k")
+        at_most_prompts(self, n_prompts="val", n_accuracy_prompts="test")   # (the test split is smaller than train)
 
 
 def main(argv):
