@@ -273,20 +273,15 @@ def test_vote_targets_are_the_share_of_rankings_that_put_i_above_j():
 
 
 @pytest.mark.exercise("3.3", "3.4", "3.5")
-def test_majority_and_soft_vote_losses_by_hand():
+def test_majority_and_soft_vote_losses_by_hand(monkeypatch):
     """loss_of on one prompt of K = 2 whose RM rewards are fixed: soft p = 2/3 against the majority's 1."""
     from nanorm.experiments import labeler_votes
     rec = Comparison("x", ["a", "b"], [0, 1], 0, {"votes": [[0, 1], [0, 1], [1, 0]]})
     r = torch.tensor([0.7, -0.3])                                # margin 1.0
-    fake = lambda rm, batch, *args: (r, None, None, None)
-    orig = labeler_votes.train_rm.forward_rewards
-    labeler_votes.train_rm.forward_rewards = fake
-    try:
-        soft = labeler_votes.loss_of("soft_vote", None, [rec], ())
-        major = labeler_votes.loss_of("majority_of_3", None, [rec], ())
-        one = labeler_votes.loss_of("one_labeler", None, [rec], ())
-    finally:
-        labeler_votes.train_rm.forward_rewards = orig
+    monkeypatch.setattr(labeler_votes.train_rm, "forward_rewards", lambda rm, batch, *args: (r, None, None, None))
+    soft = labeler_votes.loss_of("soft_vote", None, [rec], ())
+    major = labeler_votes.loss_of("majority_of_3", None, [rec], ())
+    one = labeler_votes.loss_of("one_labeler", None, [rec], ())
     log_sig = lambda x: -math.log1p(math.exp(-x))
     assert soft.item() == pytest.approx(-(2 / 3 * log_sig(1.0) + 1 / 3 * log_sig(-1.0)), abs=1e-6)   # 0.6466
     assert major.item() == pytest.approx(-log_sig(1.0), abs=1e-6) == one.item()                   # 0.3133

@@ -37,18 +37,18 @@ def load_sft_and_rm(cfg):
     return device, tok, sft, rm
 
 
-def load_rm_study(cfg):
+def load_rm_study(cfg, n_records=None):
     """For an experiment that trains reward models on train_rm.py's rankings (a config with sft_ckpt,
     tokenizer, comparisons, eval_comparisons, n_prompts, out_dir, threads): the config printed, its
-    out_dir made; returns (tokenizer, SFT policy on the CPU, its max response tokens, the first n_prompts
-    training rankings, the held-out rankings)."""
+    out_dir made; returns (tokenizer, SFT policy on the CPU, its max response tokens, the first n_records
+    (default n_prompts) training rankings, the held-out rankings)."""
     print_config(cfg)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     os.makedirs(cfg.out_dir, exist_ok=True)
     tok = load_tokenizer(cfg.tokenizer)
     sft, ckpt = load_policy(cfg.sft_ckpt, tok, torch.device("cpu"), kinds="sft")
-    records = load_comparisons(cfg.comparisons)[0][:cfg.n_prompts]
+    records = load_comparisons(cfg.comparisons)[0][:n_records or cfg.n_prompts]
     return tok, sft, ckpt["config"]["max_response_tokens"], records, load_comparisons(cfg.eval_comparisons)[0]
 
 
@@ -63,8 +63,8 @@ def fresh_rm(sft, lr, steps):
 def train_study_rm(name, loss_of, sft, records, eval_records, heldout, tok, cfg, max_new):
     """One RM from the SFT trunk, trained on `records` with loss_of(rm, batch, args) (cfg: seed, lr, epochs,
     prompts_per_batch; train_rm.py's optimiser, schedule and clipping), then judged on the held-out rankings
-    by evaluate_rm. Returns (rm, {"way": name, "steps", "seconds", accuracy, agreement, ceiling, gold, ECE,
-    per-family accuracy}); prints one line."""
+    by evaluate_rm. Returns (rm, its rewards (M,) of the held-out responses, {"way": name, "steps", "seconds",
+    accuracy, agreement, ceiling, gold, ECE, per-family accuracy}); prints one line."""
     seed_everything(cfg.seed)
     steps = math.ceil(len(records) / cfg.prompts_per_batch) * cfg.epochs
     rm, optimizer, scheduler = fresh_rm(sft, cfg.lr, steps)
@@ -86,7 +86,7 @@ def train_study_rm(name, loss_of, sft, records, eval_records, heldout, tok, cfg,
     keep = ("accuracy", "inter_labeler_agreement", "bayes_ceiling", "gold_accuracy", "ece", "accuracy_per_family")
     print(f"  {name:14s} held-out accuracy {report['accuracy']:.3f} (agreement {report['inter_labeler_agreement']:.3f}), "
           f"vs gold {report['gold_accuracy']:.3f} ({time.time() - t0:.0f}s)", flush=True)
-    return rm, {"way": name, "steps": steps, "seconds": round(time.time() - t0, 1), **{k: report[k] for k in keep}}
+    return rm, r, {"way": name, "steps": steps, "seconds": round(time.time() - t0, 1), **{k: report[k] for k in keep}}
 
 
 LESSON_FIGURES = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),

@@ -105,9 +105,9 @@ def loss_of(way, rm, batch, args):
     return bradley_terry_loss(r, idx_w, idx_l, group, p=torch.tensor(p))
 
 
-def prob_error(rm, eval_records, labeler_a, args):
-    """Mean |sigma(r_w - r_l) - P_A(w > l)| over the held-out pairs: calibration against the true probability."""
-    r = train_rm.rewards_and_loss(rm, eval_records, *args)[0]
+def prob_error(r, eval_records, labeler_a):
+    """Mean |sigma(r_w - r_l) - P_A(w > l)| over the held-out pairs, r (M,) the RM's rewards of their
+    responses: calibration against the true probability."""
     idx_w, idx_l, group = kwise_pairs([rec.ranking for rec in eval_records])
     flat = [(world.Prompt.from_dict(rec.meta["world_prompt"]), t, f) for rec in eval_records
             for t, f in zip(rec.responses, rec.finished)]
@@ -165,9 +165,7 @@ def make_figure(res, path):
 def main(argv):
     cfg = parse_config(VotesConfig, argv)
     n = cfg.n_prompts
-    cfg.n_prompts = 3 * n                                  # load_rm_study reads this many rankings
-    tok, sft, max_new, rankings, eval_records = load_rm_study(cfg)
-    cfg.n_prompts = n
+    tok, sft, max_new, rankings, eval_records = load_rm_study(cfg, n_records=3 * n)   # one_labeler_3x's
     require(cfg, "n_prompts", len(rankings) == 3 * n,
             f"one_labeler_3x needs 3 x {n} rankings; {cfg.comparisons} has {len(rankings)}")
     labelers = world.make_labelers(cfg.n_labelers, seed=cfg.seed)
@@ -176,16 +174,15 @@ def main(argv):
     n_split = sum(0 < t < 1 for t in pairs)
     print(f"{len(voted)} prompts ranked by three labelers: they split on {n_split / len(pairs):.1%} of "
           f"{len(pairs)} pairs; {len(eval_records)} held-out rankings")
-    data = {"one_labeler": rankings[:cfg.n_prompts], "one_labeler_3x": rankings[:3 * cfg.n_prompts],
+    data = {"one_labeler": rankings[:n], "one_labeler_3x": rankings,
             "majority_of_3": voted, "soft_vote": voted}
     pool = best_of_n_pool(sft, tok, cfg.best_of, cfg.n_test_prompts, cfg.seed, max_new) if cfg.best_of else None
-    args = (tok, max_new, torch.device("cpu"), "float32")
     runs = []
     for way in WAYS:
         loss = lambda rm, batch, a, way=way: loss_of(way, rm, batch, a)
-        rm, run = train_study_rm(way, loss, sft, data[way], eval_records, labelers[-2:], tok, cfg, max_new)
+        rm, r, run = train_study_rm(way, loss, sft, data[way], eval_records, labelers[-2:], tok, cfg, max_new)
         run["labellings"] = len(data[way]) * (3 if way in ("majority_of_3", "soft_vote") else 1)
-        run["prob_error"] = prob_error(rm, eval_records, labelers[-2], args)
+        run["prob_error"] = prob_error(r, eval_records, labelers[-2])
         if pool:
             run["best_of_n_win_rate"] = best_of_n_win_rate(rm, tok, pool, cfg.best_of)
         print(f"  {'':14s} prob_error {run['prob_error']:.3f}"

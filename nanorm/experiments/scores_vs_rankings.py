@@ -125,7 +125,7 @@ def loss_of(way, rm, batch, args):
 def train(way, sft, records, eval_records, heldout, tok, cfg, max_new):
     """One RM from the SFT trunk, trained `way`; its held-out report (evaluate_rm)."""
     loss = lambda rm, batch, args: loss_of(way, rm, batch, args)
-    return train_study_rm(way, loss, sft, records, eval_records, heldout, tok, cfg, max_new)[1]
+    return train_study_rm(way, loss, sft, records, eval_records, heldout, tok, cfg, max_new)[2]
 
 
 def make_figure(res, path):
