@@ -55,6 +55,7 @@ from nanorm.model import ScalarHeadModel
 from nanorm.ppo import (entropy_from_logits, explained_variance, gae, kl_controller, kl_penalized_rewards, masked_mean,
                         ppo_policy_loss, ppo_value_loss, whiten)
 from nanorm.report import print_footer, print_policy_table, print_samples, print_validation_point
+from nanorm.reward import ENSEMBLE_OBJECTIVES
 from nanorm.tokenizer import DEFAULT_RANKS, load_tokenizer
 from nanorm.training import progress, stop_if_not_finite
 
@@ -62,7 +63,10 @@ from nanorm.training import progress, stop_if_not_finite
 @dataclass
 class PPOConfig:
     sft_ckpt: str = "out/sft/ckpt.pt"    # initialises the policy, and is the frozen reference pi_sft
-    rm_ckpt: str = "out/rm/ckpt.pt"      # the frozen reward model; also initialises the critic
+    rm_ckpt: str = "out/rm/ckpt.pt"      # the frozen reward model; also initialises the critic. Several,
+                                         # comma-separated: an ensemble of RMs (the first initialises the critic)
+    rm_objective: str = "mean"           # ensemble only: mean | worst | uwo (mean - uwo_lambda * variance),
+    uwo_lambda: float = 1.0              # Coste et al. 2024; lesson 06, nanorm/experiments/rm_ensemble.py
     out_dir: str = "out/ppo"
     tokenizer: str = DEFAULT_RANKS
     resume: str = ""                     # a train_ppo checkpoint to continue from
@@ -109,6 +113,9 @@ class PPOConfig:
         at_least(self, 0, "n_iters", "beta", "lr", "critic_lr", "target_kl", "best_of")
         above(self, 0, "temperature", "kl_target", "clip_eps", "vf_clip", "grad_clip")
         one_of(self, "kl_ctl", ("fixed", "adaptive"))
+        one_of(self, "rm_objective", ENSEMBLE_OBJECTIVES)
+        at_least(self, 0, "uwo_lambda")
+        require(self, "rm_ckpt", all(self.rm_ckpt.split(",")), "expected checkpoint paths, comma-separated")
         within(self, 0, 1, "gamma", "lam")
         require(self, "minibatch_size", self.batch_size % self.minibatch_size == 0,
                 f"must divide --batch_size={self.batch_size}")
@@ -123,9 +130,10 @@ def main(cfg):
 
     # Models: the policy (from SFT), the frozen SFT reference, the frozen RM, and the critic (from the RM)
     tok = load_tokenizer(cfg.tokenizer)
-    policy, ref, rm, sft_ckpt = load_policy_ref_rm(cfg.sft_ckpt, cfg.rm_ckpt, tok, device)   # rm: normalised
+    policy, ref, rm, sft_ckpt = load_policy_ref_rm(cfg.sft_ckpt, cfg.rm_ckpt, tok, device,   # rm: normalised
+                                                   cfg.rm_objective, cfg.uwo_lambda)
     critic = ScalarHeadModel(rm.cfg).to(device)
-    critic.load_state_dict(rm.state_dict())                               # V(s_t) starts as the RM's opinion
+    critic.load_state_dict(getattr(rm, "members", [rm])[0].state_dict())  # V(s_t) starts as the (first) RM's opinion
     policy_opt = torch.optim.Adam(policy.parameters(), lr=cfg.lr, eps=1e-5)
     critic_opt = torch.optim.Adam(critic.parameters(), lr=cfg.critic_lr, eps=1e-5)
     kl_ctl = kl_controller(cfg.kl_ctl, cfg.beta, cfg.kl_target, cfg.kl_horizon)   # fixed, or adaptive beta

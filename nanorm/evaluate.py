@@ -25,7 +25,8 @@ from nanorm.config import SEED_LABELER_B, SEED_SFT_EVAL, SEED_TEST, SEED_VAL_EVA
 from nanorm.data import join_prompt_response, response_logprobs, sample_responses
 from nanorm.model import GPT, ScalarHeadModel, pad
 from nanorm.prefdata import pair_targets
-from nanorm.reward import bayes_ceiling, expected_calibration_error, kwise_pairs, pairwise_accuracy
+from nanorm.reward import (RewardEnsemble, bayes_ceiling, expected_calibration_error, kwise_pairs,
+                           pairwise_accuracy)
 
 
 def load_policy(path, tok, device, kinds=("sft", "ppo", "dpo")):
@@ -35,14 +36,22 @@ def load_policy(path, tok, device, kinds=("sft", "ppo", "dpo")):
     return model.eval(), ckpt
 
 
-def load_policy_ref_rm(sft_path, rm_path, tok, device):
+def load_policy_ref_rm(sft_path, rm_path, tok, device, objective="mean", uwo_lambda=1.0):
     """What PPO and DPO start from: the policy (a trainable copy of the SFT model), the frozen SFT
     reference pi_ref and the frozen, normalised reward model, which must have been trained on this SFT
-    model's samples (check_same_sft). Returns (policy, ref, rm, the SFT checkpoint)."""
+    model's samples (check_same_sft). Returns (policy, ref, rm, the SFT checkpoint).
+    rm_path may name several RMs, comma-separated: then rm is their RewardEnsemble under `objective`."""
     policy, sft_ckpt = load_policy(sft_path, tok, device, kinds="sft")
     ref, _ = load_policy(sft_path, tok, device, kinds="sft")
-    rm, rm_ckpt = load_reward_model(rm_path, tok, device)
-    check_same_sft(rm_path, rm_ckpt, sft_path, sft_ckpt)      # its rankings are of this SFT model's samples
+    members = []
+    for path in rm_path.split(","):
+        member, rm_ckpt = load_reward_model(path, tok, device)
+        check_same_sft(path, rm_ckpt, sft_path, sft_ckpt)     # its rankings are of this SFT model's samples
+        if members and member.cfg != members[0].cfg:
+            raise SystemExit(f"error: {path}: field 'model_config' differs from that of the first RM in the "
+                             f"ensemble ({rm_path.split(',')[0]}); an ensemble's members share one shape")
+        members.append(member)
+    rm = members[0] if len(members) == 1 else RewardEnsemble(members, objective, uwo_lambda)
     for p in list(ref.parameters()) + list(rm.parameters()):
         p.requires_grad_(False)
     return policy, ref, rm, sft_ckpt

@@ -147,3 +147,45 @@ def bayes_ceiling(p_true: Tensor) -> float:
     ceiling = torch.maximum(p_true, 1 - p_true).mean()  # E[max(p, 1 - p)]
     # END SOLUTION
     return ceiling.item()
+
+
+# -----------------------------------------------------------------------------
+# an ensemble of reward models: one way to make the proxy harder to overoptimise (Coste et al. 2024)
+
+ENSEMBLE_OBJECTIVES = ("mean", "worst", "uwo")
+
+
+def ensemble_reward(scores: Tensor, objective: str = "mean", uwo_lambda: float = 1.0) -> Tensor:
+    """scores: (E, B), E reward models' normalised rewards of the same B responses -> (B,) one reward each.
+
+    mean : the average of the E opinions;
+    worst: the lowest of them (worst-case optimisation: a response scores only what every RM grants it);
+    uwo  : uncertainty-weighted, mean - uwo_lambda * variance over the E (population variance): where the
+           RMs disagree, which is where the policy has left their training data, the reward is lowered.
+    """
+    if objective == "mean":
+        return scores.mean(0)
+    if objective == "worst":
+        return scores.min(0).values
+    if objective == "uwo":
+        return scores.mean(0) - uwo_lambda * scores.var(0, unbiased=False)
+    raise ValueError(f"unknown ensemble objective {objective!r}; expected one of {ENSEMBLE_OBJECTIVES}")
+
+
+class RewardEnsemble(torch.nn.Module):
+    """E frozen reward models read as one: .score(tokens, mask) -> (B,) combined by ensemble_reward.
+    It has the members' .cfg (they share one trunk shape), so PPO and the evaluations use it as one RM."""
+
+    def __init__(self, members, objective="mean", uwo_lambda=1.0):
+        super().__init__()
+        assert all(m.cfg == members[0].cfg for m in members), "the members must share one model shape"
+        self.members = torch.nn.ModuleList(members)
+        self.cfg = members[0].cfg
+        self.objective, self.uwo_lambda = objective, uwo_lambda
+
+    def member_scores(self, idx, mask):
+        """(B, T) -> (E, B): every member's reward of each sequence."""
+        return torch.stack([m.score(idx, mask) for m in self.members])
+
+    def score(self, idx, mask):
+        return ensemble_reward(self.member_scores(idx, mask), self.objective, self.uwo_lambda)

@@ -81,3 +81,21 @@ def test_resume_to_an_iteration_already_reached_is_a_one_line_error(resumed, tin
     with pytest.raises(SystemExit, match=r"^error: --n_iters=2: .* is already at iteration 3"):
         stages.run("ppo", **flags(2))
     assert not (resumed / "again").exists()                                 # nothing written
+
+
+@pytest.mark.exercise("1.1", "2.1", "3.1", "3.2", "3.3", "3.4", "3.5", "4.1", "4.2", "4.3",
+                      "5.1", "5.2", "5.3", "5.4", "5.5", "5.6", "5.7")
+def test_an_ensemble_of_one_rm_twice_is_that_rm(resumed, tiny_sft, tiny_rm):
+    """--rm_ckpt=a,a under uwo: both members agree everywhere (variance 0), so the reward, the critic's start
+    and every number of the run are the single RM's: the same metrics rows and weights as "straight"."""
+    rm = str(tiny_rm.dir / "ckpt.pt")
+    flags = ppo_flags(tiny_sft, tiny_rm, resumed / "ensemble", eval_interval=2, n_test_prompts=4, best_of=0,
+                      kl_ctl="adaptive", kl_horizon=100, n_iters=3)
+    stages.run("ppo", **{**flags, "rm_ckpt": f"{rm},{rm}", "rm_objective": "uwo", "uwo_lambda": 3.0})
+    rows = lambda out: [{k: v for k, v in m.items() if k != "seconds"} for m in read_jsonl(resumed / out / "metrics.jsonl")]
+    assert rows("ensemble") == rows("straight")
+    a, b = (torch.load(resumed / out / "ckpt.pt", weights_only=True) for out in ("straight", "ensemble"))
+    assert all(torch.equal(a["critic_state_dict"][k], b["critic_state_dict"][k]) for k in a["critic_state_dict"])
+    result = train_ppo(*(f"--{k}={v}" for k, v in {**flags, "rm_ckpt": f"{rm},"}.items()))
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines() == [f"error: --rm_ckpt={rm},: expected checkpoint paths, comma-separated"]

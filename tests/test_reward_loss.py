@@ -8,7 +8,9 @@ import torch
 
 from nanorm.reward import (
     bayes_ceiling,
+    RewardEnsemble,
     bradley_terry_loss,
+    ensemble_reward,
     expected_calibration_error,
     kwise_pairs,
     pairwise_accuracy,
@@ -169,3 +171,34 @@ def test_bayes_ceiling_bounds_a_perfect_model():
     acc = ((p_true > 0.5).double() == y).double().mean().item()
     assert acc == pytest.approx(bayes_ceiling(p_true), abs=5e-3)
     assert bayes_ceiling(p_true) == pytest.approx(0.75, abs=5e-3)  # E[max(U, 1-U)] = 3/4
+
+
+# -----------------------------------------------------------------------------
+# an ensemble of reward models
+
+def test_ensemble_objectives_hand_worked():
+    # three RMs' rewards of two responses: response 0 they agree on, response 1 they do not
+    scores = torch.tensor([[1.0, 2.0],
+                           [1.0, -1.0],
+                           [1.0, 2.0]])
+    assert ensemble_reward(scores, "mean").tolist() == pytest.approx([1.0, 1.0])
+    assert ensemble_reward(scores, "worst").tolist() == pytest.approx([1.0, -1.0])
+    # variance of (2, -1, 2) about its mean 1: (1 + 4 + 1) / 3 = 2, so uwo = 1 - 0.5 * 2 = 0
+    assert ensemble_reward(scores, "uwo", uwo_lambda=0.5).tolist() == pytest.approx([1.0, 0.0])
+    with pytest.raises(ValueError, match="unknown ensemble objective"):
+        ensemble_reward(scores, "median")
+
+
+def test_reward_ensemble_scores_each_member_then_combines():
+    from nanorm.model import GPTConfig, ScalarHeadModel
+    torch.manual_seed(0)
+    cfg = GPTConfig(vocab_size=50, block_size=16, n_layer=1, n_head=2, n_embd=8)
+    members = [ScalarHeadModel(cfg).eval() for _ in range(3)]
+    tokens = torch.randint(0, 50, (4, 7))
+    mask = torch.ones(4, 7, dtype=torch.bool)
+    mask[1, 5:] = False                                   # a shorter row: each member reads its last real token
+    each = torch.stack([m.score(tokens, mask) for m in members])
+    for objective in ("mean", "worst", "uwo"):
+        ensemble = RewardEnsemble(members, objective, uwo_lambda=2.0)
+        assert torch.allclose(ensemble.score(tokens, mask), ensemble_reward(each, objective, 2.0))
+    assert (RewardEnsemble(members, "worst").score(tokens, mask) <= each.mean(0)).all()
