@@ -315,3 +315,35 @@ def test_analysis_flags_are_checked_before_anything_loads(module, flag, error):
     with pytest.raises(SystemExit) as stop:
         importlib.import_module(f"nanorm.experiments.{module}").main([flag, "--sft_ckpt=no/such/ckpt.pt"])
     assert str(stop.value).startswith(error)
+
+
+@pytest.mark.exercise("1.1", "2.1", "3.1", "3.2", "3.3", "3.4", "3.5", "4.1", "4.2", "4.3",
+                      "5.1", "5.2", "5.3", "5.4", "5.5", "5.7")
+def test_rm_ensemble_smoke(tmp_path, tiny_sft, tiny_rm, monkeypatch):
+    from nanorm import stages
+    from nanorm.experiments import rm_ensemble
+    argv = [f"--sft_ckpt={tiny_sft.dir}/ckpt.pt", f"--rm_ckpt={tiny_rm.dir}/ckpt.pt", f"--out_dir={tmp_path}",
+            "--members=2", "--n_iters=2", "--eval_interval=1", "--n_eval_prompts=6", "--uwo_lambda=2",
+            "--objectives=single,uwo",
+            "--rm_flags=--n_prompts=6 --n_eval_prompts=6 --k_max=5 --prompts_per_batch=3 --device=cpu",
+            "--ppo_flags=--batch_size=8 --minibatch_size=4 --ppo_epochs=1 --n_test_prompts=6 --device=cpu"]
+    res = rm_ensemble.main(argv)
+    assert [m["seed"] for m in res["members"]] == [1337, 1338]
+    member = tmp_path / "rm_seed1338"
+    assert (member / "comparisons.jsonl").read_bytes() != (tiny_rm.dir / "comparisons.jsonl").read_bytes()
+    assert list(res["runs"]) == ["single", "uwo"]
+    for objective, run in res["runs"].items():
+        assert [p["iter"] for p in run["points"]] == [1, 2]
+        config = torch.load(tmp_path / f"ppo_{objective}" / "ckpt.pt", weights_only=True)["config"]
+        assert config["rm_ckpt"].split(",") == [str(tiny_rm.dir / "ckpt.pt")] + ([str(member / "ckpt.pt")] if
+                                                                                 objective == "uwo" else [])
+        assert config["rm_objective"] == ("mean" if objective == "single" else objective)
+        assert config["beta"] == 0.02 and config["uwo_lambda"] == 2.0 and config["n_eval_prompts"] == 6
+    assert res["runs"]["single"]["sft_point"]["gold"] == res["runs"]["uwo"]["sft_point"]["gold"]   # the same samples
+    assert res["gold_standard_error"] >= 0                                   # (tiny samples: all gold -1)
+    assert json.load(open(tmp_path / "rm_ensemble.json"))["runs"] == json.loads(json.dumps(res["runs"]))
+    assert (tmp_path / "rm_ensemble.png").stat().st_size > 1000
+    def no_new_runs(*args, **kwargs):
+        raise AssertionError("a finished stage was run again")
+    monkeypatch.setattr(stages, "run_in_child", no_new_runs)          # a second call reads every stage back
+    assert rm_ensemble.main(argv)["runs"] == res["runs"]

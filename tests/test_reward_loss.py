@@ -189,6 +189,7 @@ def test_ensemble_objectives_hand_worked():
         ensemble_reward(scores, "median")
 
 
+@pytest.mark.exercise("1.1", "3.1", "3.2")
 def test_reward_ensemble_scores_each_member_then_combines():
     from nanorm.model import GPTConfig, ScalarHeadModel
     torch.manual_seed(0)

@@ -5,20 +5,25 @@ Pieces the experiments share, so that no experiment imports another:
     load_rm_study     what an RM-training experiment starts from: the SFT trunk and the rankings
     fresh_rm          an RM copied from the SFT trunk, with train_rm.py's optimiser and schedule
     train_study_rm    one such RM trained on records with a given loss, and its held-out report
+    stage             a stage's report: read back from a finished run of the same flags, else run in a child
     write_results     an experiment's JSON and figure into its out_dir (the figure also to lessons/figures/)
 """
 
 import math
 import os
 import random
+import shlex
 import shutil
 import time
+from dataclasses import asdict
 
 import torch
 
 import train_rm
+from nanorm import stages
+from nanorm.bench.pipeline import finished_run
 from nanorm.checkpoint import write_json
-from nanorm.config import print_config, seed_everything
+from nanorm.config import parse_config, print_config, seed_everything
 from nanorm.evaluate import evaluate_rm, load_policy, load_reward_model
 from nanorm.model import ScalarHeadModel
 from nanorm.prefdata import load_comparisons
@@ -87,6 +92,20 @@ def train_study_rm(name, loss_of, sft, records, eval_records, heldout, tok, cfg,
     print(f"  {name:14s} held-out accuracy {report['accuracy']:.3f} (agreement {report['inter_labeler_agreement']:.3f}), "
           f"vs gold {report['gold_accuracy']:.3f} ({time.time() - t0:.0f}s)", flush=True)
     return rm, r, {"way": name, "steps": steps, "seconds": round(time.time() - t0, 1), **{k: report[k] for k in keep}}
+
+
+def stage(name, log_path, flags, **overrides):
+    """A stage's eval.json: read back if its out_dir holds a finished run of these flags, else run it.
+    flags: command-line flags (a string), applied after the overrides."""
+    args = [f"--{k}={v}" for k, v in overrides.items()] + shlex.split(flags)
+    cfg = parse_config(type(stages.config(name)), args)   # read as the script's command line
+    done = finished_run(cfg)
+    if done is not None:
+        print(f"[{name}] {cfg.out_dir}: finished with these flags, read back", flush=True)
+        return done
+    print(f"[{name}] {cfg.out_dir} (log: {log_path})", flush=True)
+    os.makedirs(cfg.out_dir, exist_ok=True)
+    return stages.run_in_child(name, log_path, **asdict(cfg))["report"]
 
 
 LESSON_FIGURES = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),

@@ -41,11 +41,9 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from nanorm import stages
-from nanorm.bench.pipeline import finished_run
 from nanorm.config import parse_config, require
 from nanorm.experiments import what_the_rm_sees
-from nanorm.experiments.common import write_results
+from nanorm.experiments.common import stage, write_results
 
 
 @dataclass
@@ -82,20 +80,6 @@ class RMSizeConfig:
 def tag(variant):
     """A variant's name in its folders: "--n_prompts=342 --epochs=2" -> "n_prompts342_epochs2"."""
     return "_".join(re.sub(r"[^A-Za-z0-9._]", "", f) for f in shlex.split(variant))
-
-
-def stage(name, log_path, flags, **overrides):
-    """A stage's eval.json: read back if its out_dir holds a finished run of these flags, else run it.
-    flags: command-line flags (a string), applied after the overrides."""
-    args = [f"--{k}={v}" for k, v in overrides.items()] + shlex.split(flags)
-    cfg = parse_config(type(stages.config(name)), args)   # read as the script's command line
-    done = finished_run(cfg)
-    if done is not None:
-        print(f"[{name}] {cfg.out_dir}: finished with these flags, read back", flush=True)
-        return done
-    print(f"[{name}] {cfg.out_dir} (log: {log_path})", flush=True)
-    os.makedirs(cfg.out_dir, exist_ok=True)
-    return stages.run_in_child(name, log_path, **asdict(cfg))["report"]
 
 
 def one_rm(cfg, width, policy, variant=""):
