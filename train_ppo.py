@@ -49,7 +49,7 @@ from nanorm.checkpoint import (OutDir, random_streams, resume_run, resumed_rows,
                               write_json)
 from nanorm.config import (above, at_least, at_most_prompts, autocast, check_system, cli, one_of, require, start,
                            warn_if, within)
-from nanorm.data import join_prompt_response, response_logprobs, response_mask_from
+from nanorm.data import join_prompt_response, joined_response_mask, response_logprobs, response_mask_from
 from nanorm.evaluate import check_block_size, compare_on_test, load_policy_ref_rm, validation_point
 from nanorm.model import ScalarHeadModel
 from nanorm.ppo import (entropy_from_logits, explained_variance, gae, kl_controller, kl_penalized_rewards, masked_mean,
@@ -133,7 +133,9 @@ def main(cfg):
     policy, ref, rm, sft_ckpt = load_policy_ref_rm(cfg.sft_ckpt, cfg.rm_ckpt, tok, device,   # rm: normalised
                                                    cfg.rm_objective, cfg.uwo_lambda)
     critic = ScalarHeadModel(rm.cfg).to(device)
-    critic.load_state_dict(getattr(rm, "members", [rm])[0].state_dict())  # V(s_t) starts as the (first) RM's opinion
+    first = getattr(rm, "members", [rm])[0]                               # an ensemble: its first RM
+    critic.trunk.load_state_dict(first.trunk.state_dict())                # V(s_t) starts as the RM's opinion
+    critic.head.load_state_dict(first.head.state_dict())                  # (its scalar head: not a surprise reader)
     policy_opt = torch.optim.Adam(policy.parameters(), lr=cfg.lr, eps=1e-5)
     critic_opt = torch.optim.Adam(critic.parameters(), lr=cfg.critic_lr, eps=1e-5)
     kl_ctl = kl_controller(cfg.kl_ctl, cfg.beta, cfg.kl_target, cfg.kl_horizon)   # fixed, or adaptive beta
@@ -170,7 +172,7 @@ def main(cfg):
             logprobs, _ = response_logprobs(policy, tokens, mask, Tp, cfg.temperature)        # (B, Tr)
             ref_logprobs, _ = response_logprobs(ref, tokens, mask, Tp, cfg.temperature)       # (B, Tr)
             values = critic(tokens, mask)[:, Tp - 1:-1].float()   # (B, Tr) V before each response token
-            score = rm.score(tokens, mask).float()                # (B,) r at the final real token
+            score = rm.score(tokens, mask, joined_response_mask(mask, Tp)).float()   # (B,) r at the final real token
         score = torch.where(finished, score, torch.full_like(score, cfg.truncation_penalty))   # no EOS: a penalty
 
         # 3. Reward: R = r - beta * KL, spread over tokens (the KL part) with r on the last real token

@@ -50,7 +50,7 @@ from nanorm.evaluate import check_block_size, evaluate_rm, warn_if_split_differs
 from nanorm.model import GPT, ScalarHeadModel
 from nanorm.prefdata import Comparison, load_split, pair_targets, write_comparisons
 from nanorm.report import print_rm_report
-from nanorm.reward import bradley_terry_loss, kwise_pairs, pairwise_accuracy
+from nanorm.reward import SurpriseRM, bradley_terry_loss, kwise_pairs, pairwise_accuracy
 from nanorm.tokenizer import DEFAULT_RANKS, load_tokenizer
 from nanorm.training import progress, stop_if_not_finite
 
@@ -76,6 +76,8 @@ class RMConfig:
                                          # with a copy with one fact changed (world.minimal_edit), by the same
                                          # labeler: pairs where only the fact differs (0 = none)
     contrast_weight: float = 1.0         # weight of the contrast pairs' loss, beside the rankings' 1
+    surprise: bool = False               # also read the trunk's surprise at the response (nanorm/reward.py::SurpriseRM)
+    surprise_lr: float = 1e-2            # learning rate of that reader's two weights and bias (they start at 0)
     ties: str = "half"                   # file data: a tie trains as half a win each way (half) or is skipped (drop)
     # optimisation
     prompts_per_batch: int = 2           # prompts per step; ALL of each prompt's responses and pairs go in
@@ -106,7 +108,9 @@ class RMConfig:
         at_least(self, 3, "n_labelers")   # at least one training labeler and the two held-out ones
         at_least(self, 1, "rounds", "prompts_per_batch", "max_response_tokens", "n_eval_prompts", "eval_interval")
         at_least(self, 0, "n_prompts", "epochs", "lr", "weight_decay", "max_response_chars", "contrasts",
-                 "contrast_weight")
+                 "contrast_weight", "surprise_lr")
+        require(self, "surprise", not (self.surprise and self.init == "random"),
+                "reads the SFT model's next-token predictions: it needs --init=sft")
         above(self, 0, "temperature", "grad_clip")
         require(self, "eval_frac", 0 < self.eval_frac < 1, "must be in (0, 1)")
         if not self.data:   # the world's prompts (--data: records, as many as there are)
@@ -169,9 +173,9 @@ def forward_rewards(model, records, tok, max_new, device, dtype):
     """K-wise batching: every response of every prompt is forwarded ONCE. Returns r (M,) and pair indices."""
     seqs = [encode_example(tok, rec.prompt, text, model.cfg.block_size, max_new, done)
             for rec in records for text, done in zip(rec.responses, rec.finished)]
-    tokens, mask, _ = pack_sequences([p for p, _ in seqs], [r for _, r in seqs], tok.pad_id, device)
+    tokens, mask, response_mask = pack_sequences([p for p, _ in seqs], [r for _, r in seqs], tok.pad_id, device)
     with autocast(device, dtype):
-        r = model.score(tokens, mask).float()                        # (M,) reward at each final token
+        r = model.score(tokens, mask, response_mask).float()         # (M,) reward at each final token
     idx_w, idx_l, group = kwise_pairs([rec.ranking for rec in records])
     return r, idx_w.to(device), idx_l.to(device), group.to(device)
 
@@ -257,7 +261,8 @@ def main(cfg):
         if trunk.cfg.block_size < sft.cfg.block_size:
             raise SystemExit(f"error: --init_ckpt={cfg.init_ckpt}: block_size {trunk.cfg.block_size} is below the "
                              f"{sft.cfg.block_size} of --sft_ckpt={cfg.sft_ckpt}, whose samples it must score")
-    rm = (ScalarHeadModel.from_gpt(trunk) if cfg.init == "sft" else ScalarHeadModel(trunk.cfg)).to(device)
+    rm_class = SurpriseRM if cfg.surprise else ScalarHeadModel
+    rm = (rm_class.from_gpt(trunk) if cfg.init == "sft" else rm_class(trunk.cfg)).to(device)
     broadcast_parameters(rm)   # torchrun: every process starts from rank 0's weights
     del sft.lm_head   # not needed any more; the sampler is done
     print(f"reward model: init={cfg.init}, {sum(p.numel() for p in rm.parameters()) / 1e6:.2f}M parameters")
@@ -265,7 +270,10 @@ def main(cfg):
     # 4. Training: the Bradley-Terry loss over all C(K,2) pairs of each prompt (nanorm/reward.py)
     batch_args = (tok, max_new, device, cfg.dtype)
     max_steps = math.ceil(len(train_records) / cfg.prompts_per_batch) * cfg.epochs
-    optimizer = torch.optim.AdamW(rm.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    reader = list(rm.surprise.parameters()) if cfg.surprise else []       # --surprise: its own learning rate
+    rest = [p for p in rm.parameters() if p.requires_grad and all(p is not q for q in reader)]
+    optimizer = torch.optim.AdamW([{"params": rest}] + ([{"params": reader, "lr": cfg.surprise_lr}] if reader else []),
+                                  lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, max(1, max_steps), eta_min=cfg.lr / 10)
     log = out.metrics()
     step = 0

@@ -108,6 +108,13 @@ def join_prompt_response(prompt_ids, responses, response_mask, pad_id):
     return tokens, mask, p_idx.shape[1]
 
 
+def joined_response_mask(mask, n_prompt):
+    """The response's tokens in join_prompt_response's layout: mask (B, Tp + Tr) with the first Tp columns off."""
+    response_mask = mask.clone()
+    response_mask[:, :n_prompt] = False
+    return response_mask
+
+
 def token_logprobs(logits, tokens):
     """log pi(token | context) at every position: logits (B, T, V), where logits[:, t] predicts tokens[:, t]
     (already shifted by one), and token ids (B, T) -> (B, T). PPO (below) and DPO (nanorm/dpo.py) both use it."""

@@ -22,10 +22,10 @@ import torch
 from nanorm import world
 from nanorm.checkpoint import load_checkpoint, model_config
 from nanorm.config import SEED_LABELER_B, SEED_SFT_EVAL, SEED_TEST, SEED_VAL_EVAL, autocast
-from nanorm.data import join_prompt_response, response_logprobs, sample_responses
+from nanorm.data import join_prompt_response, joined_response_mask, response_logprobs, sample_responses
 from nanorm.model import GPT, ScalarHeadModel, pad
 from nanorm.prefdata import pair_targets
-from nanorm.reward import (RewardEnsemble, bayes_ceiling, expected_calibration_error, kwise_pairs,
+from nanorm.reward import (RewardEnsemble, SurpriseRM, bayes_ceiling, expected_calibration_error, kwise_pairs,
                            pairwise_accuracy)
 
 
@@ -61,11 +61,14 @@ def load_reward_model(path, tok, device):
     """The RM with its normalisation (gain * r + bias) folded into the scalar head, so it outputs the
     normalised reward directly: SFT samples score mean 0, std 1."""
     ckpt = load_checkpoint(path, "rm", tok)
-    rm = ScalarHeadModel(model_config(ckpt)).to(device)
+    rm = (SurpriseRM if ckpt["config"].get("surprise") else ScalarHeadModel)(model_config(ckpt)).to(device)
     rm.load_state_dict(ckpt["state_dict"])
     with torch.no_grad():
-        rm.head.weight.mul_(ckpt["reward_gain"])
-        rm.head.bias.mul_(ckpt["reward_gain"]).add_(ckpt["reward_bias"])
+        for reader in (rm.head, getattr(rm, "surprise", None)):   # every term of the reward scales by the gain
+            if reader is not None:
+                reader.weight.mul_(ckpt["reward_gain"])
+                reader.bias.mul_(ckpt["reward_gain"])
+        rm.head.bias.add_(ckpt["reward_bias"])
     return rm.eval(), ckpt
 
 
@@ -118,10 +121,10 @@ def rm_scores(rm, tok, prompt_texts, token_lists, finished, truncation_penalty, 
         responses, r_mask = pad(token_lists[s], tok.pad_id, device=device)   # (B, Tr) right-padded
         empty = ~r_mask.any(dim=1)
         r_mask[empty, 0] = True   # an empty response is read at a pad token; it is truncated anyway
-        tokens, mask, _ = join_prompt_response([tok.encode_prompt(t) for t in prompt_texts[s]], responses,
-                                               r_mask, tok.pad_id)
+        tokens, mask, Tp = join_prompt_response([tok.encode_prompt(t) for t in prompt_texts[s]], responses,
+                                                r_mask, tok.pad_id)
         with autocast(device, dtype):
-            out.append(rm.score(tokens, mask).float().cpu())
+            out.append(rm.score(tokens, mask, joined_response_mask(mask, Tp)).float().cpu())
     scores = torch.cat(out)
     return torch.where(torch.tensor(finished), scores, torch.full_like(scores, truncation_penalty))
 

@@ -269,13 +269,14 @@ class ScalarHeadModel(nn.Module):
         model.trunk.load_state_dict(gpt.trunk.state_dict())
         return model
 
-    def forward(self, idx, mask=None):
-        """(B, T) -> (B, T) scalar at every position."""
+    def forward(self, idx, mask=None, response_mask=None):
+        """(B, T) -> (B, T) scalar at every position. (response_mask: read only by nanorm/reward.py::SurpriseRM.)"""
         return self.head(self.trunk(idx, mask)).squeeze(-1)
 
-    def score(self, idx, mask):
-        """(B, T) -> (B,): the scalar at each row's final real token (right padding after it is ignored)."""
-        values = self(idx, mask)                                           # (B, T)
+    def score(self, idx, mask, response_mask=None):
+        """(B, T) -> (B,): the scalar at each row's final real token (right padding after it is ignored).
+        response_mask (B, T), True on the response's tokens: only a SurpriseRM needs it."""
+        values = self(idx, mask, response_mask)                            # (B, T)
         # BEGIN SOLUTION lesson 3, exercise 2: read the reward at each row's last real token
         last = mask.shape[1] - 1 - mask.flip(1).long().argmax(dim=1)       # index of the last True per row
         return values.gather(1, last[:, None]).squeeze(1)                  # (B,)

@@ -23,6 +23,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from nanorm.data import token_logprobs
+from nanorm.model import ScalarHeadModel
+
 # -----------------------------------------------------------------------------
 # rankings -> pairs
 
@@ -183,9 +186,64 @@ class RewardEnsemble(torch.nn.Module):
         self.cfg = members[0].cfg
         self.objective, self.uwo_lambda = objective, uwo_lambda
 
-    def member_scores(self, idx, mask):
+    def member_scores(self, idx, mask, response_mask=None):
         """(B, T) -> (E, B): every member's reward of each sequence."""
-        return torch.stack([m.score(idx, mask) for m in self.members])
+        return torch.stack([m.score(idx, mask, response_mask) for m in self.members])
 
-    def score(self, idx, mask):
-        return ensemble_reward(self.member_scores(idx, mask), self.objective, self.uwo_lambda)
+    def score(self, idx, mask, response_mask=None):
+        return ensemble_reward(self.member_scores(idx, mask, response_mask), self.objective, self.uwo_lambda)
+
+
+# -----------------------------------------------------------------------------
+# a reward model that also reads its trunk's surprise (lesson 04, "What the trunk knows")
+
+def surprise_features(logits: Tensor, idx: Tensor, response_mask: Tensor) -> Tensor:
+    """How unexpected the response is to the language model, so far, at every position.
+
+    logits (B, T, V): the unembedding at every position (logits[:, t] predicts idx[:, t + 1]); idx (B, T);
+    response_mask (B, T), True on the response's tokens. Returns (B, T, 2): over the response tokens up to
+    and including position t, the mean and the minimum of log p(token | everything before it); 0 and 0
+    before the response starts. A wrong sum or name is one token the model did not expect: the minimum
+    finds it, the mean weighs it against the answer's length.
+    """
+    logp = torch.zeros(idx.shape, dtype=torch.float32, device=idx.device)
+    logp[:, 1:] = token_logprobs(logits[:, :-1], idx[:, 1:])                  # (B, T); position 0 has no context
+    m = response_mask.float()
+    count = m.cumsum(1)
+    mean = (logp * m).cumsum(1) / count.clamp(min=1)
+    lowest = torch.where(response_mask, logp, torch.full_like(logp, float("inf"))).cummin(1).values
+    lowest = torch.where(count > 0, lowest, torch.zeros_like(lowest))
+    return torch.stack([mean, lowest], dim=-1)
+
+
+class SurpriseRM(ScalarHeadModel):
+    """The reward model with a second reader: the SFT model's unembedding, kept frozen, turns the trunk's
+    hidden states into next-token log-probabilities, and Linear(2 -> 1) reads surprise_features from them:
+
+        reward = head(h_last) + w_mean * mean_t log p(y_t) + w_min * min_t log p(y_t) + b
+
+    The trunk already predicts the right sum and the right name (lesson 04: its likelihood picks the
+    correct answer of a fact pair far more often than the plain RM does); this lets the rankings teach the
+    RM how much to trust that prediction, instead of rediscovering the fact from a few thousand pairs.
+    The linear reader starts at zero, so training starts from the plain RM (train_rm.py --surprise)."""
+
+    def __init__(self, cfg):
+        super().__init__(cfg)
+        self.unembed = torch.nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
+        self.unembed.weight.requires_grad_(False)     # the SFT model's next-token predictions, not trained
+        self.surprise = torch.nn.Linear(2, 1)
+        torch.nn.init.zeros_(self.surprise.weight)
+        torch.nn.init.zeros_(self.surprise.bias)
+
+    @classmethod
+    def from_gpt(cls, gpt):
+        model = super().from_gpt(gpt)
+        model.unembed.weight.data.copy_(gpt.lm_head.weight.data)
+        return model
+
+    def forward(self, idx, mask=None, response_mask=None):
+        """(B, T) -> (B, T): the reward if the response ended at each position."""
+        assert response_mask is not None, "a SurpriseRM needs the response mask: which tokens are the response"
+        hidden = self.trunk(idx, mask)
+        features = surprise_features(self.unembed(hidden), idx, response_mask)     # (B, T, 2)
+        return (self.head(hidden) + self.surprise(features)).squeeze(-1)

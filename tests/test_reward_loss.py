@@ -9,13 +9,16 @@ import torch
 from nanorm.reward import (
     bayes_ceiling,
     RewardEnsemble,
+    SurpriseRM,
     bradley_terry_loss,
     ensemble_reward,
     expected_calibration_error,
     kwise_pairs,
     pairwise_accuracy,
     ranking_to_pairs,
+    surprise_features,
 )
+from nanorm.model import ScalarHeadModel
 
 
 # -----------------------------------------------------------------------------
@@ -203,3 +206,52 @@ def test_reward_ensemble_scores_each_member_then_combines():
         ensemble = RewardEnsemble(members, objective, uwo_lambda=2.0)
         assert torch.allclose(ensemble.score(tokens, mask), ensemble_reward(each, objective, 2.0))
     assert (RewardEnsemble(members, "worst").score(tokens, mask) <= each.mean(0)).all()
+
+
+# -----------------------------------------------------------------------------
+# the surprise reader
+
+@pytest.mark.exercise("5.7")
+def test_surprise_features_hand_worked():
+    # one row of 4 tokens over a 2-token vocabulary; the response is tokens 2 and 3
+    logits = torch.log(torch.tensor([[[0.5, 0.5], [0.9, 0.1], [0.2, 0.8], [0.5, 0.5]]]))   # (1, 4, 2)
+    idx = torch.tensor([[0, 1, 0, 1]])
+    response = torch.tensor([[False, False, True, True]])
+    f = surprise_features(logits, idx, response)
+    # token 2 (= 0) follows position 1's prediction: p = 0.9; token 3 (= 1) follows position 2's: p = 0.8
+    assert f[0, :2].tolist() == [[0.0, 0.0], [0.0, 0.0]]                     # before the response
+    assert f[0, 2].tolist() == pytest.approx([math.log(0.9), math.log(0.9)])
+    assert f[0, 3].tolist() == pytest.approx([(math.log(0.9) + math.log(0.8)) / 2, math.log(0.8)])
+
+
+@pytest.mark.exercise("1.1", "3.1", "3.2", "5.7")
+def test_surprise_rm_is_the_head_plus_a_reader_of_the_sft_log_probs():
+    """Against a naive reference: the SFT model's own log-probs of each response, row by row, unpadded."""
+    from nanorm.model import GPT, GPTConfig
+    torch.manual_seed(0)
+    cfg = GPTConfig(vocab_size=50, block_size=16, n_layer=1, n_head=2, n_embd=8)
+    gpt = GPT(cfg).eval()
+    rm = SurpriseRM.from_gpt(gpt).eval()
+    with torch.no_grad():
+        rm.surprise.weight.copy_(torch.tensor([[0.7, -0.3]]))
+        rm.surprise.bias.fill_(0.2)
+    rows = [(torch.randint(0, 50, (n_prompt,)), torch.randint(0, 50, (n_response,))) for n_prompt, n_response in
+            ((3, 4), (5, 2), (2, 6))]
+    T = max(len(p) + len(r) for p, r in rows)
+    tokens = torch.full((3, T), 49)
+    mask = torch.zeros(3, T, dtype=torch.bool)
+    response = torch.zeros(3, T, dtype=torch.bool)
+    for i, (p, r) in enumerate(rows):                                            # right-padded, as train_rm.py packs
+        tokens[i, :len(p) + len(r)] = torch.cat([p, r])
+        mask[i, :len(p) + len(r)] = True
+        response[i, len(p):len(p) + len(r)] = True
+    with torch.no_grad():
+        got = rm.score(tokens, mask, response)
+        for i, (p, r) in enumerate(rows):
+            seq = torch.cat([p, r])[None]
+            logp = torch.log_softmax(gpt(seq)[0, :-1], -1)[torch.arange(len(seq[0]) - 1), seq[0, 1:]][len(p) - 1:]
+            head = ScalarHeadModel.from_gpt(gpt)
+            head.head.load_state_dict(rm.head.state_dict())
+            want = head(seq)[0, -1] + 0.7 * logp.mean() - 0.3 * logp.min() + 0.2
+            assert got[i].item() == pytest.approx(want.item(), abs=1e-5)
+    assert not rm.unembed.weight.requires_grad and torch.equal(rm.unembed.weight, gpt.lm_head.weight)
