@@ -16,6 +16,8 @@ those pairs teach the check itself, which the rankings alone leave to cues that 
     python train_rm.py --contrasts=0          # the rankings alone
     python train_rm.py --init=random          # same architecture, trained from scratch (no SFT init)
     python train_rm.py --rounds=2             # rank every training prompt twice: twice the comparisons
+    python train_rm.py --surprise=true        # the head also reads the trunk's surprise at the response:
+                                              # its next-token log-probs (nanorm/reward.py::SurpriseRM)
     python train_rm.py --init_ckpt=out/sft_256/ckpt.pt   # the trunk of a bigger SFT model; out/sft still
                                               # writes the samples (nanorm/experiments/rm_size.py)
     python train_rm.py --data=FILE.jsonl --sft_ckpt=out/sft_hh/ckpt.pt --tokenizer=data/hh.tiktoken   # real data
