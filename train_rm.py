@@ -272,10 +272,11 @@ def main(cfg):
     # 4. Training: the Bradley-Terry loss over all C(K,2) pairs of each prompt (nanorm/reward.py)
     batch_args = (tok, max_new, device, cfg.dtype)
     max_steps = math.ceil(len(train_records) / cfg.prompts_per_batch) * cfg.epochs
-    reader = list(rm.surprise.parameters()) if cfg.surprise else []       # --surprise: its own learning rate
-    rest = [p for p in rm.parameters() if p.requires_grad and all(p is not q for q in reader)]
-    optimizer = torch.optim.AdamW([{"params": rest}] + ([{"params": reader, "lr": cfg.surprise_lr}] if reader else []),
-                                  lr=cfg.lr, weight_decay=cfg.weight_decay)
+    trained = [p for name, p in rm.named_parameters() if p.requires_grad and not name.startswith("surprise.")]
+    groups = [{"params": trained}]
+    if cfg.surprise:                                                     # the surprise reader: its own learning rate
+        groups.append({"params": list(rm.surprise.parameters()), "lr": cfg.surprise_lr})
+    optimizer = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, max(1, max_steps), eta_min=cfg.lr / 10)
     log = out.metrics()
     step = 0

@@ -3,6 +3,7 @@
 import json
 import math
 import random
+import re
 
 import pytest
 import torch
@@ -202,12 +203,19 @@ def test_spearman_ranks_with_ties_by_hand():
     assert tag("--n_prompts=342 --init=random") == "n_prompts342_initrandom"
 
 
+def forbid_new_stages(monkeypatch):
+    """From here on, running a stage fails the test: an experiment called again must read every stage back."""
+    from nanorm import stages
+    def no_new_runs(*args, **kwargs):
+        raise AssertionError("a finished stage was run again")
+    monkeypatch.setattr(stages, "run_in_child", no_new_runs)
+
+
 @pytest.mark.exercise("1.1", "2.1", "3.1", "3.2", "3.3", "3.4", "3.5", "4.1", "4.2", "4.3",
                       "5.1", "5.2", "5.3", "5.4", "5.5", "5.7")
 def test_rm_size_smoke(tmp_path, tiny_sft, monkeypatch):
     # the tiny policy has d_model 32; a width-16 RM gets its own SFT trunk. --lr=0: each RM's trunk is
     # still exactly the SFT trunk it was initialised from, so the plumbing of --init_ckpt shows.
-    from nanorm import stages
     from nanorm.experiments import rm_size
     argv = [f"--sft_ckpt={tiny_sft.dir}/ckpt.pt", f"--out_dir={tmp_path}", "--widths=32,16", "--threads=1",
             "--variants=--n_prompts=3",
@@ -238,9 +246,7 @@ def test_rm_size_smoke(tmp_path, tiny_sft, monkeypatch):
     assert all(0 <= r[k] <= 1 for r in res["rows"] for k in ("accuracy", "ppo_win_rate", "best_of_n_win_rate"))
     assert json.load(open(tmp_path / "rm_size.json"))["rows"] == json.loads(json.dumps(res["rows"]))
     assert (tmp_path / "rm_size.png").stat().st_size > 1000
-    def no_new_runs(*args, **kwargs):
-        raise AssertionError("a finished stage was run again")
-    monkeypatch.setattr(stages, "run_in_child", no_new_runs)          # a second call reads every stage back
+    forbid_new_stages(monkeypatch)                                  # a second call reads every stage back
     assert rm_size.main(argv)["rows"] == res["rows"]
 
 
@@ -320,7 +326,6 @@ def test_analysis_flags_are_checked_before_anything_loads(module, flag, error):
 @pytest.mark.exercise("1.1", "2.1", "3.1", "3.2", "3.3", "3.4", "3.5", "4.1", "4.2", "4.3",
                       "5.1", "5.2", "5.3", "5.4", "5.5", "5.7")
 def test_rm_ensemble_smoke(tmp_path, tiny_sft, tiny_rm, monkeypatch):
-    from nanorm import stages
     from nanorm.experiments import rm_ensemble
     argv = [f"--sft_ckpt={tiny_sft.dir}/ckpt.pt", f"--rm_ckpt={tiny_rm.dir}/ckpt.pt", f"--out_dir={tmp_path}",
             "--members=2", "--n_iters=2", "--eval_interval=1", "--n_eval_prompts=6", "--uwo_lambda=2",
@@ -343,7 +348,17 @@ def test_rm_ensemble_smoke(tmp_path, tiny_sft, tiny_rm, monkeypatch):
     assert res["gold_standard_error"] >= 0                                   # (tiny samples: all gold -1)
     assert json.load(open(tmp_path / "rm_ensemble.json"))["runs"] == json.loads(json.dumps(res["runs"]))
     assert (tmp_path / "rm_ensemble.png").stat().st_size > 1000
-    def no_new_runs(*args, **kwargs):
-        raise AssertionError("a finished stage was run again")
-    monkeypatch.setattr(stages, "run_in_child", no_new_runs)          # a second call reads every stage back
+    forbid_new_stages(monkeypatch)                                  # a second call reads every stage back
     assert rm_ensemble.main(argv)["runs"] == res["runs"]
+
+
+def test_rm_ensemble_flags_are_checked_before_anything_runs(tmp_path, tiny_sft, tiny_rm):
+    from nanorm.experiments import rm_ensemble
+    base = [f"--sft_ckpt={tiny_sft.dir}/ckpt.pt", f"--rm_ckpt={tiny_rm.dir}/ckpt.pt", f"--out_dir={tmp_path}/e"]
+    for flag, message in (("--members=1", "error: --members=1: "),
+                          ("--objectives=single,best", "error: --objectives=single,best: expected some of "),
+                          ("--objectives=uwo,uwo", "error: --objectives=uwo,uwo: expected some of "),
+                          (f"--rm_ckpt={tmp_path}/none.pt", f"error: --rm_ckpt={tmp_path}/none.pt: not found")):
+        with pytest.raises(SystemExit, match="^" + re.escape(message)):
+            rm_ensemble.main(base + [flag])
+    assert not (tmp_path / "e").exists()                                  # nothing written

@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 
 from nanorm import world
-from nanorm.checkpoint import read_jsonl
 from nanorm.evaluate import curve_point, describe, summarise
 from nanorm.experiments.gao import fit_bon, fit_rl, kl_bon, predict
 

@@ -111,6 +111,27 @@ def test_rm_returns_and_writes(tiny_rm, tiny_sft):
         assert [world.features(p, t)["correct"] for t in c.responses] == [True, False] and c.meta["contrast"]
 
 
+
+@pytest.mark.exercise("1.1", "2.1", "3.1", "3.2", "3.3", "3.4", "3.5", "4.1", "4.2", "4.3", "5.7")
+def test_rm_with_the_surprise_reader_trains_it_and_normalises_all_of_the_reward(tiny_sft, tmp_path):
+    import train_rm
+    from nanorm.evaluate import load_reward_model
+    from nanorm.reward import SurpriseRM
+    flags = {"sft_ckpt": str(tiny_sft.dir / "ckpt.pt"), "out_dir": str(tmp_path / "rm"), "n_prompts": 20,
+             "n_eval_prompts": 10, "k_max": 5, "prompts_per_batch": 8, "surprise": True, **SYSTEM}
+    stages.run("rm", **flags)
+    ckpt = torch.load(tmp_path / "rm" / "ckpt.pt", weights_only=True)
+    sft = torch.load(tiny_sft.dir / "ckpt.pt", weights_only=True)["state_dict"]
+    assert torch.equal(ckpt["state_dict"]["unembed.weight"], sft["lm_head.weight"])      # frozen: the SFT model's
+    assert ckpt["state_dict"]["surprise.weight"].abs().sum() > 0                          # the reader trained (from 0)
+    tok = load_tokenizer(ckpt["config"]["tokenizer"])
+    rm, _ = load_reward_model(str(tmp_path / "rm" / "ckpt.pt"), tok, torch.device("cpu"))
+    assert isinstance(rm, SurpriseRM)
+    # the gain and bias are folded into both readers: the training responses score mean 0, std 1
+    train, _ = load_comparisons(tmp_path / "rm" / "comparisons.jsonl")
+    r = train_rm.rewards_and_loss(rm, train, tok, 48, torch.device("cpu"), "float32")[0]
+    assert r.mean().item() == pytest.approx(0.0, abs=1e-4) and r.std().item() == pytest.approx(1.0, abs=1e-4)
+
 def test_contrast_pairs_pair_a_correct_answer_with_its_edit_ranked_by_the_same_labeler():
     import train_rm
     p = next(x for x in world.all_prompts() if x.text == "What is 4 plus 2?")

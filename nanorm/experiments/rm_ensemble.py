@@ -82,7 +82,10 @@ class EnsembleConfig:
                 and len(set(objectives)) == len(objectives), f"expected some of {','.join(OBJECTIVES)}, each once")
         at_most_prompts(self, n_eval_prompts="val")
         for flag in ("sft_ckpt", "rm_ckpt"):
-            require(self, flag, os.path.exists(getattr(self, flag)), "not found (run train_sft.py and train_rm.py first)")
+            require(self, flag, os.path.exists(getattr(self, flag)),
+                    "not found (run train_sft.py and train_rm.py first)")
+        require(self, "rm_ckpt", os.path.exists(os.path.join(os.path.dirname(self.rm_ckpt), "eval.json")),
+                "has no eval.json beside it (train_rm.py writes one): its held-out accuracy is reported")
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -115,7 +118,8 @@ def train_members(cfg):
 def ppo_overrides(cfg, objective, members):
     """One run's train_ppo.py settings: everything the same but the reward it optimises."""
     rm_ckpt = members[0] if objective == "single" else ",".join(members)
-    return {"sft_ckpt": cfg.sft_ckpt, "rm_ckpt": rm_ckpt, "rm_objective": "mean" if objective == "single" else objective,
+    return {"sft_ckpt": cfg.sft_ckpt, "rm_ckpt": rm_ckpt,
+            "rm_objective": "mean" if objective == "single" else objective,
             "uwo_lambda": cfg.uwo_lambda, "out_dir": os.path.join(cfg.out_dir, f"ppo_{objective}"), "beta": cfg.beta,
             "n_iters": cfg.n_iters, "eval_interval": cfg.eval_interval, "n_eval_prompts": cfg.n_eval_prompts,
             "best_of": 0, "seed": cfg.seed, "threads": cfg.threads}
