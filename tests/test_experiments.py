@@ -352,9 +352,11 @@ def test_rm_ensemble_smoke(tmp_path, tiny_sft, tiny_rm, monkeypatch):
     assert rm_ensemble.main(argv)["runs"] == res["runs"]
 
 
-def test_rm_ensemble_flags_are_checked_before_anything_runs(tmp_path, tiny_sft, tiny_rm):
+def test_rm_ensemble_flags_are_checked_before_anything_runs(tmp_path):
     from nanorm.experiments import rm_ensemble
-    base = [f"--sft_ckpt={tiny_sft.dir}/ckpt.pt", f"--rm_ckpt={tiny_rm.dir}/ckpt.pt", f"--out_dir={tmp_path}/e"]
+    for name in ("sft.pt", "rm.pt", "eval.json"):                         # the checks look for the files only
+        (tmp_path / name).write_text("")
+    base = [f"--sft_ckpt={tmp_path}/sft.pt", f"--rm_ckpt={tmp_path}/rm.pt", f"--out_dir={tmp_path}/e"]
     for flag, message in (("--members=1", "error: --members=1: "),
                           ("--objectives=single,best", "error: --objectives=single,best: expected some of "),
                           ("--objectives=uwo,uwo", "error: --objectives=uwo,uwo: expected some of "),
