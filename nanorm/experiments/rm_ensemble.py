@@ -8,7 +8,8 @@ several RMs share the labelers' biases but not each other's accidents. So a poli
 them, or is charged for their disagreement, may have less to exploit. This experiment:
 
   1. trains the ensemble: the default RM (--rm_ckpt) and --members - 1 more train_rm.py runs from the same
-     SFT model, seeds seed+1, seed+2, ...: each its own samples, labeler draws, order and init;
+     SFT model, seeds seed+1, seed+2, ...: each its own labelers (drawn around the same population
+     biases), samples, order and init;
   2. runs train_ppo.py at one small beta for each objective in --objectives, against
         single : the default RM alone (lesson 06's run),
         mean   : the members' mean reward,
