@@ -101,9 +101,9 @@ def stage(name, log_path, flags, **overrides):
     cfg = parse_config(type(stages.config(name)), args)   # read as the script's command line
     done = finished_run(cfg)
     if done is not None:
-        print(f"[{name}] {cfg.out_dir}: finished with these flags, read back", flush=True)
+        print(f"[{name}] {cfg.out_dir}: finished with these flags, read back\n", end="", flush=True)
         return done
-    print(f"[{name}] {cfg.out_dir} (log: {log_path})", flush=True)
+    print(f"[{name}] {cfg.out_dir} (log: {log_path})\n", end="", flush=True)   # one write: stages run in threads
     os.makedirs(cfg.out_dir, exist_ok=True)
     return stages.run_in_child(name, log_path, **asdict(cfg))["report"]
 
