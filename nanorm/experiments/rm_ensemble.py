@@ -43,7 +43,7 @@ import torch
 
 from nanorm import stages, world
 from nanorm.checkpoint import read_jsonl
-from nanorm.config import at_least, at_most_prompts, parse_config, require
+from nanorm.config import at_least, at_most_prompts, get_device, parse_config, require
 from nanorm.evaluate import load_policy_ref_rm, validation_point
 from nanorm.experiments.common import stage, write_results
 from nanorm.reward import ENSEMBLE_OBJECTIVES
@@ -143,7 +143,9 @@ def sft_points(cfg, objectives, members):
     its proxy under each objective: the curves' iteration 0. Also the standard error of its gold mean."""
     ppo_cfg = parse_config(type(stages.config("ppo")), [f"--{k}={v}" for k, v in ppo_overrides(
         cfg, objectives[0], members).items()] + shlex.split(cfg.ppo_flags))
-    device = torch.device("cpu")
+    device = get_device(ppo_cfg.device)                       # where the runs sampled: the same stream
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
     tok = load_tokenizer(ppo_cfg.tokenizer)
     prompts = world.make_split("val", cfg.n_eval_prompts, seed=ppo_cfg.seed)
     points, se = {}, None
