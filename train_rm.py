@@ -272,11 +272,11 @@ def main(cfg):
     # 4. Training: the Bradley-Terry loss over all C(K,2) pairs of each prompt (nanorm/reward.py)
     batch_args = (tok, max_new, device, cfg.dtype)
     max_steps = math.ceil(len(train_records) / cfg.prompts_per_batch) * cfg.epochs
-    trained = [p for name, p in rm.named_parameters() if p.requires_grad and not name.startswith("surprise.")]
-    groups = [{"params": trained}]
-    if cfg.surprise:                                                     # the surprise reader: its own learning rate
-        groups.append({"params": list(rm.surprise.parameters()), "lr": cfg.surprise_lr})
-    optimizer = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    params = rm.parameters()
+    if cfg.surprise:   # the surprise reader's two weights and bias learn at their own rate
+        params = [{"params": [p for name, p in rm.named_parameters() if not name.startswith("surprise.")]},
+                  {"params": rm.surprise.parameters(), "lr": cfg.surprise_lr}]
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, max(1, max_steps), eta_min=cfg.lr / 10)
     log = out.metrics()
     step = 0
