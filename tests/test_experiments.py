@@ -4,7 +4,9 @@ import json
 import math
 import random
 import re
+from collections import Counter
 
+import numpy as np
 import pytest
 import torch
 
@@ -293,6 +295,54 @@ def test_majority_and_soft_vote_losses_by_hand(monkeypatch):
     assert major.item() == pytest.approx(-log_sig(1.0), abs=1e-6) == one.item()                   # 0.3133
 
 
+@pytest.mark.exercise("3.3", "3.4", "3.5")
+def test_per_labeler_loss_by_hand(monkeypatch):
+    """Each vote is read on its voter's reward r + o_l; with every o_l zero that is the soft vote's loss."""
+    from nanorm.experiments import labeler_votes
+    rec = Comparison("x", ["a", "b"], [0, 1], 0, {"votes": [[0, 1], [0, 1], [1, 0]], "voters": [0, 3, 5]})
+    r = torch.tensor([[0.7, 0.2, 0.0], [-0.3, 0.4, 1.0]])        # (M = 2, L = 3): labelers 0, 3, 5
+    monkeypatch.setattr(labeler_votes.train_rm, "forward_rewards", lambda rm, batch, *args: (rm.score(), None, None, None))
+    rm = type("FakeRM", (), {"cfg": None, "columns": {0: 0, 3: 1, 5: 2}, "labeler_scores": lambda self: r})()
+    log_sig = lambda x: -math.log1p(math.exp(-x))
+    # labeler 0 says a > b on margin 1.0; labeler 3 says a > b on margin -0.2; labeler 5 says b > a on margin 1.0
+    want = -(log_sig(1.0) + log_sig(-0.2) + log_sig(1.0)) / 3
+    assert labeler_votes.loss_of("per_labeler", rm, [rec], ()).item() == pytest.approx(want, abs=1e-6)
+    r = torch.tensor([[0.7] * 3, [-0.3] * 3])                    # every labeler's reward the same: the soft vote
+    soft_r = torch.tensor([0.7, -0.3])
+    rm.score = lambda: soft_r
+    soft = labeler_votes.loss_of("soft_vote", rm, [rec], ())
+    rm.score = lambda: r
+    assert labeler_votes.loss_of("per_labeler", rm, [rec], ()).item() == pytest.approx(soft.item(), abs=1e-6)
+
+
+def test_taste_ceiling_by_hand():
+    """Two people who rank a, b, c in opposite orders: each one's own utility explains all their pairs; the
+    mean utility (a 2, b 2, c 3.5) ties a with b (half) and gets 0 or 2 of the other two right."""
+    from nanorm.experiments.labeler_votes import taste_ceiling
+    taste = {0: {"a": 3, "b": 2, "c": 1}, 1: {"a": 1, "b": 2, "c": 6}}
+    people = [type("Person", (), {"id": i, "utility": lambda self, p, t, f, i=i: taste[i][t]})() for i in (0, 1)]
+    meta = {"world_prompt": world.make_split("test", 1)[0].to_dict(), "finished": [True] * 3}
+    rec = lambda ranking, who: Comparison("x", ["a", "b", "c"], ranking, who, meta)
+    ceiling = taste_ceiling([rec([0, 1, 2], 0)], people, {0: [rec([0, 1, 2], 0)], 1: [rec([2, 1, 0], 1)]})
+    assert ceiling["0"] == pytest.approx({"own": 1.0, "population": 0.5 / 3})
+    assert ceiling["1"] == pytest.approx({"own": 1.0, "population": 2.5 / 3})
+
+
+def test_per_labeler_rm_reads_the_population_at_the_last_token():
+    from nanorm.experiments.labeler_votes import PerLabelerRM
+    from nanorm.model import GPTConfig, ScalarHeadModel
+    torch.manual_seed(0)
+    base = ScalarHeadModel(GPTConfig(vocab_size=16, block_size=8, n_layer=1, n_head=2, n_embd=8))
+    rm = PerLabelerRM(base, [4, 9])
+    idx = torch.randint(0, 16, (2, 6))
+    mask = torch.tensor([[True] * 6, [True] * 4 + [False] * 2])
+    assert torch.allclose(rm.score(idx, mask), base.score(idx, mask), atol=1e-6)   # offsets start at zero
+    torch.nn.init.normal_(rm.offsets.weight)
+    each = rm.labeler_scores(idx, mask)                                              # (2, 2)
+    assert each.shape == (2, 2) and not torch.allclose(each[:, 0], each[:, 1])
+    assert torch.allclose(rm.score(idx, mask), each.mean(-1), atol=1e-6)
+
+
 @pytest.mark.exercise("1.1", "2.1", "3.1", "3.2", "3.3", "3.4", "3.5", "4.1", "4.2", "4.3")
 def test_labeler_votes_smoke(tmp_path, tiny_rm):
     from nanorm.experiments.labeler_votes import WAYS, main
@@ -300,8 +350,12 @@ def test_labeler_votes_smoke(tmp_path, tiny_rm):
                 f"--sft_ckpt={tiny_rm.flags['sft_ckpt']}", f"--out_dir={tmp_path}", "--n_prompts=4", "--threads=1",
                 "--best_of=2", "--n_test_prompts=6"])
     assert [run["way"] for run in res["runs"]] == list(WAYS)
-    assert [run["labellings"] for run in res["runs"]] == [4, 12, 12, 12]        # the same budget but the first
-    assert [run["steps"] for run in res["runs"]] == [2, 6, 2, 2]
+    assert [run["labellings"] for run in res["runs"]] == [4, 12, 12, 12, 12]    # the same budget but the first
+    assert [run["steps"] for run in res["runs"]] == [2, 6, 2, 2, 2]
+    assert all(set(run["accuracy_per_training_labeler"]) == {str(i) for i in range(6)} for run in res["runs"])
+    assert set(res["runs"][4]["own_reward_accuracy"]) == {str(i) for i in range(6)}
+    assert "own_reward_accuracy" not in res["runs"][3]
+    assert set(res["taste_ceiling"]) == {str(i) for i in range(6)}
     assert len({run["inter_labeler_agreement"] for run in res["runs"]}) == 1    # one set of held-out pairs
     for run in res["runs"]:
         assert 0 <= run["accuracy"] <= 1 and 0 <= run["prob_error"] <= 1 and 0 <= run["best_of_n_win_rate"] <= 1
@@ -364,3 +418,104 @@ def test_rm_ensemble_flags_are_checked_before_anything_runs(tmp_path):
         with pytest.raises(SystemExit, match="^" + re.escape(message)):
             rm_ensemble.main(base + [flag])
     assert not (tmp_path / "e").exists()                                  # nothing written
+
+
+# --- process against outcome reward models (nanorm/experiments/process_rewards.py) ---
+
+def _chain(expr):
+    from nanorm.experiments.process_rewards import chain_prompts
+    return next(p for p in chain_prompts() if p.id == f"chain-{expr}")
+
+
+def test_chain_prompts_count_by_hand():
+    """30 one-operation sums stay in 0..4 (15 plus, 15 minus), and from any value v in 0..4 exactly six
+    next steps do (plus 0..4-v, minus 0..v): 30 * 6 two-step chains, 30 * 36 three-step ones."""
+    from nanorm.experiments.process_rewards import chain_prompts
+    prompts = chain_prompts()
+    assert Counter(len(p.info["ops"]) for p in prompts) == {2: 180, 3: 1080}
+    assert len({p.id for p in prompts}) == len(prompts)
+    p = _chain("3plus1minus2")
+    assert p.text == "What is 3 plus 1 minus 2?" and p.info["answer"] == 2
+
+
+def test_chain_steps_are_judged_in_order_by_hand():
+    from nanorm.experiments.process_rewards import answer_correct, check_steps
+    p = _chain("3plus1minus2")
+    cases = [([(3, "plus", 1, 4), (4, "minus", 2, 2)], [True, True], True),
+             ([(3, "plus", 1, 5), (4, "minus", 2, 2)], [False, False], True),   # right for a wrong reason
+             ([(3, "plus", 1, 5), (5, "minus", 2, 3)], [False, True], False),   # a slip carried forward
+             ([(3, "plus", 1, 4), (3, "minus", 2, 1)], [True, False], False)]   # a copying slip
+    for steps, verdicts, right in cases:
+        assert check_steps(p, steps) == verdicts and answer_correct(p, steps) == right
+
+
+def test_labels_stop_at_the_first_wrong_step_and_ends_mark_full_stops():
+    from nanorm.experiments.process_rewards import ProcessConfig, chain_prompts, make_items
+    from nanorm.tokenizer import load_tokenizer
+    tok = load_tokenizer()
+    items = make_items(tok, chain_prompts()[::50], 8, random.Random(0), ProcessConfig(slip=0.3, copy_slip=0.3), 0.0)
+    assert {it["valid"] for it in items} == {True, False}
+    for it in items:
+        first_wrong = it["steps"].index(False) if False in it["steps"] else len(it["steps"]) - 1
+        assert it["label_steps"] == it["steps"][:first_wrong + 1]
+        assert it["label_answer"] == it["answer"] and it["label_valid"] == it["valid"]
+        assert [tok.decode([it["ids"][e]]) for e in it["ends"]] == ["."] * len(it["steps"])
+        assert it["ids"][-1] == tok.eos_id and it["ends"][-1] == len(it["ids"]) - 2
+
+
+def test_process_and_outcome_losses_against_a_loop():
+    """loss_of reads the PRM at each labelled step's full stop and the outcome RMs at the last token."""
+    from nanorm.experiments.process_rewards import loss_of, solution_scores
+    from nanorm.tokenizer import load_tokenizer
+    tok = load_tokenizer()
+    items = [{"ids": [5] * 9, "ends": [2, 5, 7], "label_steps": [True, False], "label_answer": True, "label_valid": False},
+             {"ids": [5] * 6, "ends": [1, 4], "label_steps": [True, True], "label_answer": False, "label_valid": True}]
+    values = torch.linspace(-2, 2, 18).reshape(2, 9)
+    rm = lambda idx, mask: values
+    bce = lambda x, y: -math.log(torch.sigmoid(torch.tensor(x if y else -x)).item())
+    prm = [bce(values[i, it["ends"][k]].item(), y) for i, it in enumerate(items) for k, y in enumerate(it["label_steps"])]
+    assert loss_of("prm", rm, tok, items).item() == pytest.approx(sum(prm) / 4, rel=1e-5)
+    last = [values[0, 8].item(), values[1, 5].item()]
+    assert loss_of("orm", rm, tok, items).item() == pytest.approx((bce(last[0], 1) + bce(last[1], 0)) / 2, rel=1e-5)
+    assert loss_of("orm_valid", rm, tok, items).item() == pytest.approx((bce(last[0], 0) + bce(last[1], 1)) / 2, rel=1e-5)
+    rm.eval = lambda: None
+    logsig = lambda x: math.log(torch.sigmoid(torch.tensor(x)).item())
+    prm_scores = solution_scores("prm", rm, tok, items)
+    assert prm_scores[0] == pytest.approx(sum(logsig(values[0, e].item()) for e in (2, 5, 7)), rel=1e-5)
+    assert solution_scores("orm", rm, tok, items).tolist() == pytest.approx(last)
+
+
+def test_best_of_n_by_hand():
+    from nanorm.experiments.process_rewards import best_of_n
+    scores = np.array([[0.1, 0.9, 0.5, 0.2]])
+    answer, valid = np.array([[True, False, True, True]]), np.array([[True, False, False, True]])
+    assert best_of_n(scores, answer, valid, 1) == {"answer": 0.75, "valid": 0.5, "right_wrong_reason": 0.25}
+    assert best_of_n(scores, answer, valid, 2) == {"answer": 0.5, "valid": 0.0, "right_wrong_reason": 0.5}
+    assert best_of_n(scores, answer, valid, 4) == {"answer": 0.0, "valid": 0.0, "right_wrong_reason": 0.0}
+
+
+def test_process_rewards_flags_are_checked():
+    from nanorm.experiments.process_rewards import main
+    for flag, error in (("--budgets=10,x", "error: --budgets=10,x: expected whole numbers"),
+                        ("--budgets=0", "error: --budgets=0: each budget must be at least 1"),
+                        ("--label_noise=0.7", "error: --label_noise=0.7: must be in [0, 0.5]")):
+        with pytest.raises(SystemExit) as stop:
+            main([flag, "--sft_ckpt=no/such/ckpt.pt"])
+        assert str(stop.value).startswith(error)
+
+
+@pytest.mark.exercise("1.1", "2.1", "3.1")
+def test_process_rewards_smoke(tmp_path, tiny_sft):
+    from nanorm.experiments.process_rewards import KINDS, main
+    res = main([f"--sft_ckpt={tiny_sft.dir}/ckpt.pt", f"--out_dir={tmp_path}", "--budgets=6,12", "--seeds=2",
+                "--steps=2", "--batch_size=4", "--n_test_prompts=6", "--n_candidates=4", "--threads=1"])
+    assert res["ns"] == [1, 2, 4] and set(res["runs"]) == {"6", "12"}
+    assert all(len(res["runs"][b][k]) == 2 for b in res["runs"] for k in KINDS)
+    pass_at = [res["oracle"][str(n)] for n in res["ns"]]
+    assert pass_at == sorted(pass_at) and pass_at[0] == pytest.approx(res["generator"]["answer"])
+    for rows in res["runs"]["12"].values():
+        for row in rows:   # one of n candidates: the pick's answer is right at most as often as pass@n
+            assert all(row["best_of"][str(n)]["answer"] <= res["oracle"][str(n)] + 1e-9 for n in res["ns"])
+            assert row["best_of"]["1"] == res["runs"]["6"]["orm"][0]["best_of"]["1"]   # n = 1: no choice
+    assert json.load(open(tmp_path / "process_rewards.json"))["n_test_prompts"] == 6
+    assert (tmp_path / "process_rewards.png").stat().st_size > 1000

@@ -57,22 +57,23 @@ def load_rm_study(cfg, n_records=None):
     return tok, sft, ckpt["config"]["max_response_tokens"], records, load_comparisons(cfg.eval_comparisons)[0]
 
 
-def fresh_rm(sft, lr, steps):
-    """An RM copied from the SFT trunk, AdamW without weight decay and the cosine decay to lr / 10 over
-    `steps` (train_rm.py's): (rm, optimizer, scheduler)."""
+def fresh_rm(sft, lr, steps, wrap=None):
+    """An RM copied from the SFT trunk (wrap(rm): a model built around it), AdamW without weight decay and the
+    cosine decay to lr / 10 over `steps` (train_rm.py's): (rm, optimizer, scheduler)."""
     rm = ScalarHeadModel.from_gpt(sft)
+    rm = wrap(rm) if wrap else rm
     optimizer = torch.optim.AdamW(rm.parameters(), lr=lr, weight_decay=0.0)
     return rm, optimizer, torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps, eta_min=lr / 10)
 
 
-def train_study_rm(name, loss_of, sft, records, eval_records, heldout, tok, cfg, max_new):
-    """One RM from the SFT trunk, trained on `records` with loss_of(rm, batch, args) (cfg: seed, lr, epochs,
-    prompts_per_batch; train_rm.py's optimiser, schedule and clipping), then judged on the held-out rankings
-    by evaluate_rm. Returns (rm, its rewards (M,) of the held-out responses, {"way": name, "steps", "seconds",
-    accuracy, agreement, ceiling, gold, ECE, per-family accuracy}); prints one line."""
+def train_study_rm(name, loss_of, sft, records, eval_records, heldout, tok, cfg, max_new, wrap=None):
+    """One RM from the SFT trunk (wrap: as in fresh_rm), trained on `records` with loss_of(rm, batch, args)
+    (cfg: seed, lr, epochs, prompts_per_batch; train_rm.py's optimiser, schedule and clipping), then judged on
+    the held-out rankings by evaluate_rm. Returns (rm, its rewards (M,) of the held-out responses, {"way": name,
+    "steps", "seconds", accuracy, agreement, ceiling, gold, ECE, per-family accuracy}); prints one line."""
     seed_everything(cfg.seed)
     steps = math.ceil(len(records) / cfg.prompts_per_batch) * cfg.epochs
-    rm, optimizer, scheduler = fresh_rm(sft, cfg.lr, steps)
+    rm, optimizer, scheduler = fresh_rm(sft, cfg.lr, steps, wrap)
     args = (tok, max_new, torch.device("cpu"), "float32")
     t0 = time.time()
     rm.train()

@@ -13,12 +13,18 @@ each way, from the same SFT trunk with the same optimiser, on the responses trai
     majority_of_3    the first --n_prompts prompts, ranked by three different training labelers; each pair
                      goes the way at least two of them put it
     soft_vote        the same three rankings; each pair's target is the share of the three who preferred it
+    per_labeler      the same three rankings, each kept with its labeler: a reward per person, r_l = r + o_l
+                     (PerLabelerRM: one more output of the trunk per training labeler, o_l, zero at the
+                     start), each ranking trained on its own labeler's reward. A new person gets the
+                     population's, r + mean_l o_l. With every o_l held at zero this is soft_vote's loss.
 
 Each RM is judged on train_rm.py's held-out rankings (held-out labelers A and B,
 out/rm/eval_comparisons.jsonl): accuracy against A, agreement, gold, ECE against A's choices, and
 prob_error, the mean |sigma(r_w - r_l) - P_A(w > l)| against labeler A's true choice probability (how
 well the RM predicts how sure a labeler is, not only who wins). Then best-of-16 on held-out test prompts
 with each RM as the judge, against one SFT sample (gold win rate, ties half): what an optimiser gains.
+Last, how personal the taste is: each training labeler ranks the held-out responses afresh, and each RM
+is scored against each of them (per_labeler with that person's own reward).
 
     python -m nanorm.experiments.labeler_votes          # after train_sft.py and train_rm.py, ~5 minutes
     python -m nanorm.experiments.labeler_votes --publish=true   # also copy the figure to lessons/figures/
@@ -40,10 +46,10 @@ from nanorm.data import sample_responses
 from nanorm.evaluate import rm_scores
 from nanorm.experiments.common import load_rm_study, train_study_rm, write_results
 from nanorm.prefdata import Comparison
-from nanorm.reward import bradley_terry_loss, kwise_pairs, ranking_to_pairs
+from nanorm.reward import bradley_terry_loss, kwise_pairs, pairwise_accuracy, ranking_to_pairs
 from nanorm.tokenizer import DEFAULT_RANKS
 
-WAYS = ("one_labeler", "one_labeler_3x", "majority_of_3", "soft_vote")
+WAYS = ("one_labeler", "one_labeler_3x", "majority_of_3", "soft_vote", "per_labeler")
 
 
 @dataclass
@@ -79,7 +85,7 @@ def vote_targets(rankings, K):
 
 def relabel(records, labelers, n_votes, seed):
     """Each record ranked by n_votes different training labelers (the record's own first, so its first vote
-    is train_rm.py's ranking), in meta["votes"]."""
+    is train_rm.py's ranking), in meta["votes"], and who cast them in meta["voters"]."""
     rng = random.Random(seed)
     by_id = {lab.id: lab for lab in labelers}
     out = []
@@ -87,13 +93,49 @@ def relabel(records, labelers, n_votes, seed):
         p = world.Prompt.from_dict(rec.meta["world_prompt"])
         others = rng.sample([lab.id for lab in labelers if lab.id != rec.labeler], n_votes - 1)
         votes = [rec.ranking] + [by_id[i].rank(p, rec.responses, rng, finished=rec.finished) for i in others]
-        out.append(Comparison(rec.prompt, rec.responses, rec.ranking, rec.labeler, {**rec.meta, "votes": votes}))
+        out.append(Comparison(rec.prompt, rec.responses, rec.ranking, rec.labeler,
+                              {**rec.meta, "votes": votes, "voters": [rec.labeler] + others}))
     return out
+
+
+class PerLabelerRM(torch.nn.Module):
+    """An RM with a reward per training labeler: the SFT trunk and scalar head r, plus Linear(d_model -> L)
+    offsets o (zero at the start), read at the final token. score() is the population's reward, r + mean o:
+    what a new person gets, and what every evaluation here reads; labeler_scores() is (M, L), r + o_l."""
+
+    def __init__(self, base, labeler_ids):
+        super().__init__()
+        self.base, self.cfg, self.columns = base, base.cfg, {lab: i for i, lab in enumerate(labeler_ids)}
+        self.offsets = torch.nn.Linear(base.cfg.n_embd, len(labeler_ids))
+        torch.nn.init.zeros_(self.offsets.weight)
+        torch.nn.init.zeros_(self.offsets.bias)
+
+    def labeler_scores(self, idx, mask, response_mask=None):
+        h = self.base.trunk(idx, mask)                                         # (M, T, d_model)
+        last = mask.shape[1] - 1 - mask.flip(1).long().argmax(dim=1)           # each row's final real token
+        h = h[torch.arange(len(idx)), last]                                    # (M, d_model)
+        return self.base.head(h) + self.offsets(h)                             # (M, L)
+
+    def score(self, idx, mask, response_mask=None):
+        return self.labeler_scores(idx, mask).mean(-1)
+
+
+class _EachLabeler:
+    """PerLabelerRM seen through score() = labeler_scores(), for train_rm.forward_rewards: r (M, L)."""
+
+    def __init__(self, rm):
+        self.cfg, self.score = rm.cfg, rm.labeler_scores
 
 
 def loss_of(way, rm, batch, args):
     """The loss of one step's batch: Bradley-Terry on every pair of each prompt, the pairs oriented
     0 < 1 < ... < K-1 and the target p the chance that the lower index wins (1 or 0 for one ranking)."""
+    if way == "per_labeler":   # each vote on its voter's reward, one group per vote
+        r = train_rm.forward_rewards(_EachLabeler(rm), batch, *args)[0]           # (M, L)
+        starts = np.cumsum([0] + [len(rec.responses) for rec in batch])
+        r_votes = torch.cat([r[starts[i]:starts[i + 1], rm.columns[voter]] for i, rec in enumerate(batch)
+                             for voter in rec.meta["voters"]])
+        return bradley_terry_loss(r_votes, *kwise_pairs([v for rec in batch for v in rec.meta["votes"]]))
     r = train_rm.forward_rewards(rm, batch, *args)[0]
     idx_w, idx_l, group = kwise_pairs([list(range(len(rec.responses))) for rec in batch])
     if way in ("one_labeler", "one_labeler_3x"):
@@ -114,6 +156,44 @@ def prob_error(r, eval_records, labeler_a):
     p_a = torch.tensor([labeler_a.p_prefer(flat[w][0], flat[w][1], flat[l][1], flat[w][2], flat[l][2])
                         for w, l in zip(idx_w.tolist(), idx_l.tolist())])
     return (torch.sigmoid(r[idx_w] - r[idx_l]) - p_a).abs().mean().item()
+
+
+def each_labelers_rankings(eval_records, labelers, seed):
+    """{labeler id: the held-out records ranked afresh by that (training) labeler}."""
+    rng = random.Random(seed)
+    return {lab.id: [Comparison(rec.prompt, rec.responses, lab.rank(world.Prompt.from_dict(rec.meta["world_prompt"]),
+                                                                    rec.responses, rng, finished=rec.finished),
+                                lab.id, rec.meta) for rec in eval_records] for lab in labelers}
+
+
+def _accuracy(r, records):
+    idx_w, idx_l, _ = kwise_pairs([rec.ranking for rec in records])
+    return pairwise_accuracy(r[idx_w], r[idx_l])
+
+
+@torch.no_grad()
+def accuracy_per_labeler(rm, r, by_labeler, tok, max_new):
+    """({labeler id: accuracy of the rewards r (M,) against that labeler's rankings of the held-out responses},
+    for a PerLabelerRM {id: accuracy of that labeler's own reward r + o_l}, else None)."""
+    out = {str(i): _accuracy(r, recs) for i, recs in by_labeler.items()}
+    if not isinstance(rm, PerLabelerRM):
+        return out, None
+    rm.eval()
+    records = next(iter(by_labeler.values()))
+    own = torch.cat([train_rm.forward_rewards(_EachLabeler(rm), records[i:i + 32], tok, max_new, torch.device("cpu"),
+                                              "float32")[0] for i in range(0, len(records), 32)])   # (M, L)
+    return out, {str(i): _accuracy(own[:, rm.columns[i]], recs) for i, recs in by_labeler.items()}
+
+
+def taste_ceiling(eval_records, labelers, by_labeler):
+    """How much a perfect model of each person could gain over a perfect model of the group: {labeler id:
+    {"own": accuracy of that labeler's own utility u_l against their rankings of the held-out responses,
+    "population": of the mean utility of all these labelers}} (no training: the world's utilities)."""
+    flat = [(world.Prompt.from_dict(rec.meta["world_prompt"]), t, f) for rec in eval_records
+            for t, f in zip(rec.responses, rec.finished)]
+    u = torch.tensor([[float(lab.utility(p, t, f)) for lab in labelers] for p, t, f in flat])   # (M, L)
+    return {str(lab.id): {"own": _accuracy(u[:, i], by_labeler[lab.id]),
+                          "population": _accuracy(u.mean(1), by_labeler[lab.id])} for i, lab in enumerate(labelers)}
 
 
 def best_of_n_pool(sft, tok, n, n_prompts, seed, max_new):
@@ -175,21 +255,31 @@ def main(argv):
     print(f"{len(voted)} prompts ranked by three labelers: they split on {n_split / len(pairs):.1%} of "
           f"{len(pairs)} pairs; {len(eval_records)} held-out rankings")
     data = {"one_labeler": rankings[:n], "one_labeler_3x": rankings,
-            "majority_of_3": voted, "soft_vote": voted}
+            "majority_of_3": voted, "soft_vote": voted, "per_labeler": voted}
+    by_labeler = each_labelers_rankings(eval_records, labelers[:-2], cfg.seed + 1)
+    ceiling = taste_ceiling(eval_records, labelers[:-2], by_labeler)
+    print("a perfect model of each training labeler against one of the group, on their held-out rankings: "
+          + ", ".join(f"{i} {c['own']:.3f}/{c['population']:.3f}" for i, c in ceiling.items()))
     pool = best_of_n_pool(sft, tok, cfg.best_of, cfg.n_test_prompts, cfg.seed, max_new) if cfg.best_of else None
     runs = []
     for way in WAYS:
         loss = lambda rm, batch, a, way=way: loss_of(way, rm, batch, a)
-        rm, r, run = train_study_rm(way, loss, sft, data[way], eval_records, labelers[-2:], tok, cfg, max_new)
-        run["labellings"] = len(data[way]) * (3 if way in ("majority_of_3", "soft_vote") else 1)
+        wrap = (lambda base: PerLabelerRM(base, [lab.id for lab in labelers[:-2]])) if way == "per_labeler" else None
+        rm, r, run = train_study_rm(way, loss, sft, data[way], eval_records, labelers[-2:], tok, cfg, max_new, wrap)
+        run["labellings"] = len(data[way]) * (1 if way.startswith("one_labeler") else 3)
+        run["accuracy_per_training_labeler"], own = accuracy_per_labeler(rm, r, by_labeler, tok, max_new)
+        if own:
+            run["own_reward_accuracy"] = own
         run["prob_error"] = prob_error(r, eval_records, labelers[-2])
         if pool:
             run["best_of_n_win_rate"] = best_of_n_win_rate(rm, tok, pool, cfg.best_of)
         print(f"  {'':14s} prob_error {run['prob_error']:.3f}"
-              + (f", best-of-{cfg.best_of} win rate {run['best_of_n_win_rate']:.3f}" if pool else ""), flush=True)
+              + (f", best-of-{cfg.best_of} win rate {run['best_of_n_win_rate']:.3f}" if pool else "")
+              + f"; against the training labelers {np.mean(list(run['accuracy_per_training_labeler'].values())):.3f}"
+              + (f" (each one's own reward {np.mean(list(own.values())):.3f})" if own else ""), flush=True)
         runs.append(run)
     res = {"config": asdict(cfg), "n_prompts": cfg.n_prompts, "n_pairs_voted": len(pairs),
-           "split_vote_rate": n_split / len(pairs), "runs": runs}
+           "split_vote_rate": n_split / len(pairs), "taste_ceiling": ceiling, "runs": runs}
     write_results(res, cfg.out_dir, "labeler_votes", make_figure, cfg.publish)
     return res
 
