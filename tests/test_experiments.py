@@ -315,6 +315,7 @@ def test_per_labeler_loss_by_hand(monkeypatch):
     assert labeler_votes.loss_of("per_labeler", rm, [rec], ()).item() == pytest.approx(soft.item(), abs=1e-6)
 
 
+@pytest.mark.exercise("3.4", "3.5", "4.1")
 def test_taste_ceiling_by_hand():
     """Two people who rank a, b, c in opposite orders: each one's own utility explains all their pairs; the
     mean utility (a 2, b 2, c 3.5) ties a with b (half) and gets 0 or 2 of the other two right."""
@@ -328,6 +329,7 @@ def test_taste_ceiling_by_hand():
     assert ceiling["1"] == pytest.approx({"own": 1.0, "population": 2.5 / 3})
 
 
+@pytest.mark.exercise("1.1", "3.1", "3.2")
 def test_per_labeler_rm_reads_the_population_at_the_last_token():
     from nanorm.experiments.labeler_votes import PerLabelerRM
     from nanorm.model import GPTConfig, ScalarHeadModel

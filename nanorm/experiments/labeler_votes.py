@@ -235,7 +235,8 @@ def make_figure(res, path):
     ax.axhline(agree, color="gray", ls="--", lw=1, label=f"labeler B vs A ({agree:.3f})")
     ax.axhline(0.5, color="gray", ls=":", lw=1)
     ax.set_xticks(x, [f"{run['way']}\n({run['labellings']} rankings)" for run in res["runs"]], fontsize=8)
-    ax.set(ylim=(0.45, 0.85), ylabel="rate", title="One labeler, a majority of three, or their soft vote")
+    ax.set(ylim=(0.45, 0.85), ylabel="rate",
+           title="One labeler, a majority of three, their soft vote, or a reward per labeler")
     ax.legend(fontsize=7, loc="upper left")
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -309,7 +309,9 @@ def make_figure(res, path):
             title=f"best-of-{max(ns)} against the budget")
     ax3.set(xscale="log", xlabel="n", ylabel="share of picks: answer right, a step wrong",
             title="right for a wrong reason")
-    for ax in (ax1, ax2, ax3):
+    for ax, ticks in ((ax1, ns), (ax2, budgets), (ax3, ns)):
+        ax.set_xticks(ticks, [str(t) for t in ticks])
+        ax.minorticks_off()
         ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
