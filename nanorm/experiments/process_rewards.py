@@ -230,7 +230,7 @@ def solution_scores(kind, rm, tok, items, batch_size=256):
         chunk = items[at:at + batch_size]
         values, mask = logits_at(rm, tok, chunk)
         if kind == "prm":
-            out += [F.logsigmoid(values[i, it["ends"]]).sum().item() for i, it in enumerate(chunk)]
+            out += [-F.softplus(-values[i, it["ends"]]).sum().item() for i, it in enumerate(chunk)]   # log sigmoid
         else:
             out += values[torch.arange(len(chunk)), mask.sum(1) - 1].tolist()
     return np.array(out)
