@@ -15,6 +15,7 @@ from nanorm.world import minimal_edit
 from nanorm.experiments.headroom import judge_scores, win_rates
 from nanorm.experiments.what_the_rm_sees import claim_directions, mistake_kind
 from nanorm.prefdata import Comparison, load_comparisons
+from nanorm.reward import kwise_pairs
 
 
 def prompt(text):
@@ -297,22 +298,47 @@ def test_majority_and_soft_vote_losses_by_hand(monkeypatch):
 
 @pytest.mark.exercise("3.3", "3.4", "3.5")
 def test_per_labeler_loss_by_hand(monkeypatch):
-    """Each vote is read on its voter's reward r + o_l; with every o_l zero that is the soft vote's loss."""
+    """Each vote is read on its voter's reward r + o_l; with every labeler's reward the same it is the soft vote."""
     from nanorm.experiments import labeler_votes
     rec = Comparison("x", ["a", "b"], [0, 1], 0, {"votes": [[0, 1], [0, 1], [1, 0]], "voters": [0, 3, 5]})
-    r = torch.tensor([[0.7, 0.2, 0.0], [-0.3, 0.4, 1.0]])        # (M = 2, L = 3): labelers 0, 3, 5
-    monkeypatch.setattr(labeler_votes.train_rm, "forward_rewards", lambda rm, batch, *args: (rm.score(), None, None, None))
-    rm = type("FakeRM", (), {"cfg": None, "columns": {0: 0, 3: 1, 5: 2}, "labeler_scores": lambda self: r})()
+
+    def fake_forward(rm, records, *args):   # response j of each record, on the reward column its row is given
+        cols = rm.column.tolist() if rm.column is not None else [None] * (2 * len(records))
+        r = torch.tensor([table[j % 2][c] if c is not None else soft_r[j % 2] for j, c in enumerate(cols)])
+        return (r, *kwise_pairs([x.ranking for x in records]))
+
+    monkeypatch.setattr(labeler_votes.train_rm, "forward_rewards", fake_forward)
+    rm = type("FakeRM", (), {"columns": {0: 0, 3: 1, 5: 2}, "column": None})()
     log_sig = lambda x: -math.log1p(math.exp(-x))
+    table = [[0.7, 0.2, 0.0], [-0.3, 0.4, 1.0]]               # response a, b on labelers 0, 3, 5's rewards
     # labeler 0 says a > b on margin 1.0; labeler 3 says a > b on margin -0.2; labeler 5 says b > a on margin 1.0
     want = -(log_sig(1.0) + log_sig(-0.2) + log_sig(1.0)) / 3
     assert labeler_votes.loss_of("per_labeler", rm, [rec], ()).item() == pytest.approx(want, abs=1e-6)
-    r = torch.tensor([[0.7] * 3, [-0.3] * 3])                    # every labeler's reward the same: the soft vote
-    soft_r = torch.tensor([0.7, -0.3])
-    rm.score = lambda: soft_r
+    assert rm.column is None                                   # labeler_rewards puts the column back
+    table, soft_r = [[0.7] * 3, [-0.3] * 3], [0.7, -0.3]      # every labeler's reward the same: the soft vote
     soft = labeler_votes.loss_of("soft_vote", rm, [rec], ())
-    rm.score = lambda: r
     assert labeler_votes.loss_of("per_labeler", rm, [rec], ()).item() == pytest.approx(soft.item(), abs=1e-6)
+
+
+@pytest.mark.exercise("1.1", "3.1", "3.2")
+def test_per_labeler_rm_reads_each_labelers_reward_at_the_last_token():
+    from nanorm.experiments.labeler_votes import PerLabelerRM
+    from nanorm.model import GPTConfig, ScalarHeadModel
+    torch.manual_seed(0)
+    base = ScalarHeadModel(GPTConfig(vocab_size=16, block_size=8, n_layer=1, n_head=2, n_embd=8))
+    rm = PerLabelerRM.around(base, [4, 9])
+    idx = torch.randint(0, 16, (2, 6))
+    mask = torch.tensor([[True] * 6, [True] * 4 + [False] * 2])
+    assert torch.allclose(rm.score(idx, mask), base.score(idx, mask), atol=1e-6)   # offsets start at zero
+    torch.nn.init.normal_(rm.offsets.weight)
+    with torch.no_grad():
+        h = rm.trunk(idx, mask)
+        last = [max(t for t in range(6) if mask[b, t]) for b in range(2)]           # a loop: each row's final token
+        each = torch.stack([rm.head(h[b, last[b]]) + rm.offsets(h[b, last[b]]) for b in range(2)])   # (2, L)
+    assert torch.allclose(rm.score(idx, mask), each.mean(-1), atol=1e-5)            # the population's
+    rm.column = torch.tensor([1, 0])                                                 # row 0: labeler 9, row 1: 4
+    assert torch.allclose(rm.score(idx, mask), torch.stack([each[0, 1], each[1, 0]]), atol=1e-5)
+    assert not torch.allclose(each[:, 0], each[:, 1])
 
 
 @pytest.mark.exercise("3.4", "3.5", "4.1")
@@ -327,22 +353,6 @@ def test_taste_ceiling_by_hand():
     ceiling = taste_ceiling([rec([0, 1, 2], 0)], people, {0: [rec([0, 1, 2], 0)], 1: [rec([2, 1, 0], 1)]})
     assert ceiling["0"] == pytest.approx({"own": 1.0, "population": 0.5 / 3})
     assert ceiling["1"] == pytest.approx({"own": 1.0, "population": 2.5 / 3})
-
-
-@pytest.mark.exercise("1.1", "3.1", "3.2")
-def test_per_labeler_rm_reads_the_population_at_the_last_token():
-    from nanorm.experiments.labeler_votes import PerLabelerRM
-    from nanorm.model import GPTConfig, ScalarHeadModel
-    torch.manual_seed(0)
-    base = ScalarHeadModel(GPTConfig(vocab_size=16, block_size=8, n_layer=1, n_head=2, n_embd=8))
-    rm = PerLabelerRM(base, [4, 9])
-    idx = torch.randint(0, 16, (2, 6))
-    mask = torch.tensor([[True] * 6, [True] * 4 + [False] * 2])
-    assert torch.allclose(rm.score(idx, mask), base.score(idx, mask), atol=1e-6)   # offsets start at zero
-    torch.nn.init.normal_(rm.offsets.weight)
-    each = rm.labeler_scores(idx, mask)                                              # (2, 2)
-    assert each.shape == (2, 2) and not torch.allclose(each[:, 0], each[:, 1])
-    assert torch.allclose(rm.score(idx, mask), each.mean(-1), atol=1e-6)
 
 
 @pytest.mark.exercise("1.1", "2.1", "3.1", "3.2", "3.3", "3.4", "3.5", "4.1", "4.2", "4.3")

@@ -15,7 +15,7 @@ each way, from the same SFT trunk with the same optimiser, on the responses trai
     soft_vote        the same three rankings; each pair's target is the share of the three who preferred it
     per_labeler      the same three rankings, each kept with its labeler: a reward per person, r_l = r + o_l
                      (PerLabelerRM: one more output of the trunk per training labeler, o_l, zero at the
-                     start), each ranking trained on its own labeler's reward. A new person gets the
+                     start), each ranking trained on its own labeler's reward (labeler_rewards). A new person gets the
                      population's, r + mean_l o_l. With every o_l held at zero this is soft_vote's loss.
 
 Each RM is judged on train_rm.py's held-out rankings (held-out labelers A and B,
@@ -26,7 +26,7 @@ with each RM as the judge, against one SFT sample (gold win rate, ties half): wh
 Last, how personal the taste is: each training labeler ranks the held-out responses afresh, and each RM
 is scored against each of them (per_labeler with that person's own reward).
 
-    python -m nanorm.experiments.labeler_votes          # after train_sft.py and train_rm.py, ~5 minutes
+    python -m nanorm.experiments.labeler_votes          # after train_sft.py and train_rm.py, ~6 minutes
     python -m nanorm.experiments.labeler_votes --publish=true   # also copy the figure to lessons/figures/
 
 Writes out/labeler_votes/labeler_votes.json and .png.
@@ -45,6 +45,7 @@ from nanorm.config import at_least, parse_config, require
 from nanorm.data import sample_responses
 from nanorm.evaluate import rm_scores
 from nanorm.experiments.common import load_rm_study, train_study_rm, write_results
+from nanorm.model import ScalarHeadModel
 from nanorm.prefdata import Comparison
 from nanorm.reward import bradley_terry_loss, kwise_pairs, pairwise_accuracy, ranking_to_pairs
 from nanorm.tokenizer import DEFAULT_RANKS
@@ -98,44 +99,55 @@ def relabel(records, labelers, n_votes, seed):
     return out
 
 
-class PerLabelerRM(torch.nn.Module):
+class PerLabelerRM(ScalarHeadModel):
     """An RM with a reward per training labeler: the SFT trunk and scalar head r, plus Linear(d_model -> L)
-    offsets o (zero at the start), read at the final token. score() is the population's reward, r + mean o:
-    what a new person gets, and what every evaluation here reads; labeler_scores() is (M, L), r + o_l."""
+    offsets o (zero at the start). forward() gives r + o_l for the labeler in `column` (a (B,) tensor of
+    one column per row), or with column None the population's r + mean o: what a new person gets, and what
+    every evaluation here reads. score() reads it at the final token, as for any RM."""
 
-    def __init__(self, base, labeler_ids):
-        super().__init__()
-        self.base, self.cfg, self.columns = base, base.cfg, {lab: i for i, lab in enumerate(labeler_ids)}
-        self.offsets = torch.nn.Linear(base.cfg.n_embd, len(labeler_ids))
+    def __init__(self, cfg, labeler_ids):
+        super().__init__(cfg)
+        self.columns = {lab: i for i, lab in enumerate(labeler_ids)}
+        self.offsets = torch.nn.Linear(cfg.n_embd, len(labeler_ids))
         torch.nn.init.zeros_(self.offsets.weight)
         torch.nn.init.zeros_(self.offsets.bias)
+        self.column = None
 
-    def labeler_scores(self, idx, mask, response_mask=None):
-        h = self.base.trunk(idx, mask)                                         # (M, T, d_model)
-        last = mask.shape[1] - 1 - mask.flip(1).long().argmax(dim=1)           # each row's final real token
-        h = h[torch.arange(len(idx)), last]                                    # (M, d_model)
-        return self.base.head(h) + self.offsets(h)                             # (M, L)
+    @classmethod
+    def around(cls, rm, labeler_ids):
+        """A PerLabelerRM with rm's trunk and head (fresh_rm's wrap)."""
+        model = cls(rm.cfg, labeler_ids)
+        model.trunk.load_state_dict(rm.trunk.state_dict())
+        model.head.load_state_dict(rm.head.state_dict())
+        return model
 
-    def score(self, idx, mask, response_mask=None):
-        return self.labeler_scores(idx, mask).mean(-1)
+    def forward(self, idx, mask=None, response_mask=None):
+        h = self.trunk(idx, mask)                                              # (B, T, d_model)
+        o = self.offsets(h)                                                    # (B, T, L)
+        if self.column is None:
+            o = o.mean(-1)
+        else:
+            o = o.gather(-1, self.column.view(-1, 1, 1).expand(-1, o.shape[1], 1)).squeeze(-1)
+        return self.head(h).squeeze(-1) + o
 
 
-class _EachLabeler:
-    """PerLabelerRM seen through score() = labeler_scores(), for train_rm.forward_rewards: r (M, L)."""
-
-    def __init__(self, rm):
-        self.cfg, self.score = rm.cfg, rm.labeler_scores
+def labeler_rewards(rm, records, labeler_ids, args):
+    """train_rm.forward_rewards with each record's responses scored by its labeler's own reward (a
+    PerLabelerRM; labeler_ids: one per record)."""
+    rm.column = torch.tensor([rm.columns[lab] for rec, lab in zip(records, labeler_ids) for _ in rec.responses])
+    try:
+        return train_rm.forward_rewards(rm, records, *args)
+    finally:
+        rm.column = None
 
 
 def loss_of(way, rm, batch, args):
     """The loss of one step's batch: Bradley-Terry on every pair of each prompt, the pairs oriented
     0 < 1 < ... < K-1 and the target p the chance that the lower index wins (1 or 0 for one ranking)."""
-    if way == "per_labeler":   # each vote on its voter's reward, one group per vote
-        r = train_rm.forward_rewards(_EachLabeler(rm), batch, *args)[0]           # (M, L)
-        starts = np.cumsum([0] + [len(rec.responses) for rec in batch])
-        r_votes = torch.cat([r[starts[i]:starts[i + 1], rm.columns[voter]] for i, rec in enumerate(batch)
-                             for voter in rec.meta["voters"]])
-        return bradley_terry_loss(r_votes, *kwise_pairs([v for rec in batch for v in rec.meta["votes"]]))
+    if way == "per_labeler":   # each vote is a ranking of its own, on its voter's reward
+        votes = [(Comparison(rec.prompt, rec.responses, vote, voter, rec.meta), voter)
+                 for rec in batch for vote, voter in zip(rec.meta["votes"], rec.meta["voters"])]
+        return bradley_terry_loss(*labeler_rewards(rm, [v for v, _ in votes], [lab for _, lab in votes], args))
     r = train_rm.forward_rewards(rm, batch, *args)[0]
     idx_w, idx_l, group = kwise_pairs([list(range(len(rec.responses))) for rec in batch])
     if way in ("one_labeler", "one_labeler_3x"):
@@ -179,10 +191,10 @@ def accuracy_per_labeler(rm, r, by_labeler, tok, max_new):
     if not isinstance(rm, PerLabelerRM):
         return out, None
     rm.eval()
-    records = next(iter(by_labeler.values()))
-    own = torch.cat([train_rm.forward_rewards(_EachLabeler(rm), records[i:i + 32], tok, max_new, torch.device("cpu"),
-                                              "float32")[0] for i in range(0, len(records), 32)])   # (M, L)
-    return out, {str(i): _accuracy(own[:, rm.columns[i]], recs) for i, recs in by_labeler.items()}
+    args = (tok, max_new, torch.device("cpu"), "float32")
+    own = {i: torch.cat([labeler_rewards(rm, recs[at:at + 32], [i] * len(recs[at:at + 32]), args)[0]
+                         for at in range(0, len(recs), 32)]) for i, recs in by_labeler.items()}
+    return out, {str(i): _accuracy(own[i], recs) for i, recs in by_labeler.items()}
 
 
 def taste_ceiling(eval_records, labelers, by_labeler):
@@ -265,7 +277,7 @@ def main(argv):
     runs = []
     for way in WAYS:
         loss = lambda rm, batch, a, way=way: loss_of(way, rm, batch, a)
-        wrap = (lambda base: PerLabelerRM(base, [lab.id for lab in labelers[:-2]])) if way == "per_labeler" else None
+        wrap = (lambda rm: PerLabelerRM.around(rm, [lab.id for lab in labelers[:-2]])) if way == "per_labeler" else None
         rm, r, run = train_study_rm(way, loss, sft, data[way], eval_records, labelers[-2:], tok, cfg, max_new, wrap)
         run["labellings"] = len(data[way]) * (1 if way.startswith("one_labeler") else 3)
         run["accuracy_per_training_labeler"], own = accuracy_per_labeler(rm, r, by_labeler, tok, max_new)
