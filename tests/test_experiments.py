@@ -475,22 +475,25 @@ def test_labels_stop_at_the_first_wrong_step_and_ends_mark_full_stops():
         assert it["ids"][-1] == tok.eos_id and it["ends"][-1] == len(it["ids"]) - 2
 
 
+@pytest.mark.exercise("3.2")
 def test_process_and_outcome_losses_against_a_loop():
     """loss_of reads the PRM at each labelled step's full stop and the outcome RMs at the last token."""
     from nanorm.experiments.process_rewards import loss_of, solution_scores
+    from nanorm.model import ScalarHeadModel
     from nanorm.tokenizer import load_tokenizer
     tok = load_tokenizer()
     items = [{"ids": [5] * 9, "ends": [2, 5, 7], "label_steps": [True, False], "label_answer": True, "label_valid": False},
              {"ids": [5] * 6, "ends": [1, 4], "label_steps": [True, True], "label_answer": False, "label_valid": True}]
     values = torch.linspace(-2, 2, 18).reshape(2, 9)
-    rm = lambda idx, mask: values
+    FakeRM = type("FakeRM", (), {"__call__": lambda self, idx, mask, response_mask=None: values,
+                                 "score": ScalarHeadModel.score, "eval": lambda self: None})
+    rm = FakeRM()
     bce = lambda x, y: -math.log(torch.sigmoid(torch.tensor(x if y else -x)).item())
     prm = [bce(values[i, it["ends"][k]].item(), y) for i, it in enumerate(items) for k, y in enumerate(it["label_steps"])]
     assert loss_of("prm", rm, tok, items).item() == pytest.approx(sum(prm) / 4, rel=1e-5)
     last = [values[0, 8].item(), values[1, 5].item()]
     assert loss_of("orm", rm, tok, items).item() == pytest.approx((bce(last[0], 1) + bce(last[1], 0)) / 2, rel=1e-5)
     assert loss_of("orm_valid", rm, tok, items).item() == pytest.approx((bce(last[0], 0) + bce(last[1], 1)) / 2, rel=1e-5)
-    rm.eval = lambda: None
     logsig = lambda x: math.log(torch.sigmoid(torch.tensor(x)).item())
     prm_scores = solution_scores("prm", rm, tok, items)
     assert prm_scores[0] == pytest.approx(sum(logsig(values[0, e].item()) for e in (2, 5, 7)), rel=1e-5)

@@ -201,24 +201,23 @@ def make_items(tok, prompts, per_prompt, rng, cfg, label_noise):
 # Training and scoring
 # ---------------------------------------------------------------------------------------------------
 
-def logits_at(rm, tok, items):
-    """The RM's scalar at every position of a batch of items: (B, T), and the mask of real tokens."""
+def rm_outputs(kind, rm, tok, items):
+    """The RM on a batch of items: the PRM's scalar at every position (B, T); an outcome RM's at each
+    solution's final token, its EOS (B,), read by ScalarHeadModel.score like any reward."""
     idx, mask = pad([it["ids"] for it in items], tok.pad_id)
-    return rm(idx, mask), mask
+    return rm(idx, mask) if kind == "prm" else rm.score(idx, mask)
 
 
 def loss_of(kind, rm, tok, items):
     """Logistic loss of one batch: at the last token for the outcome RMs, at each labelled step for the PRM."""
-    values, mask = logits_at(rm, tok, items)
+    out = rm_outputs(kind, rm, tok, items)
     if kind == "prm":
         rows = [i for i, it in enumerate(items) for _ in it["label_steps"]]
         cols = [e for it in items for e in it["ends"][:len(it["label_steps"])]]
         target = torch.tensor([float(y) for it in items for y in it["label_steps"]])
-        return F.binary_cross_entropy_with_logits(values[rows, cols], target)
-    last = mask.sum(1) - 1
+        return F.binary_cross_entropy_with_logits(out[rows, cols], target)
     key = "label_answer" if kind == "orm" else "label_valid"
-    target = torch.tensor([float(it[key]) for it in items])
-    return F.binary_cross_entropy_with_logits(values[torch.arange(len(items)), last], target)
+    return F.binary_cross_entropy_with_logits(out, torch.tensor([float(it[key]) for it in items]))
 
 
 @torch.no_grad()
@@ -228,11 +227,11 @@ def solution_scores(kind, rm, tok, items, batch_size=256):
     out = []
     for at in range(0, len(items), batch_size):
         chunk = items[at:at + batch_size]
-        values, mask = logits_at(rm, tok, chunk)
+        values = rm_outputs(kind, rm, tok, chunk)
         if kind == "prm":
             out += [-F.softplus(-values[i, it["ends"]]).sum().item() for i, it in enumerate(chunk)]   # log sigmoid
         else:
-            out += values[torch.arange(len(chunk)), mask.sum(1) - 1].tolist()
+            out += values.tolist()
     return np.array(out)
 
 
