@@ -127,7 +127,7 @@ class PerLabelerRM(ScalarHeadModel):
         if self.column is None:
             o = o.mean(-1)
         else:
-            o = o.gather(-1, self.column.view(-1, 1, 1).expand(-1, o.shape[1], 1)).squeeze(-1)
+            o = (o * torch.nn.functional.one_hot(self.column, o.shape[-1])[:, None, :]).sum(-1)   # o[b, :, col_b]
         return self.head(h).squeeze(-1) + o
 
 
