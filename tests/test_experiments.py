@@ -513,7 +513,8 @@ def test_process_rewards_flags_are_checked():
     from nanorm.experiments.process_rewards import main
     for flag, error in (("--budgets=10,x", "error: --budgets=10,x: expected whole numbers"),
                         ("--budgets=0", "error: --budgets=0: each budget must be at least 1"),
-                        ("--label_noise=0.7", "error: --label_noise=0.7: must be in [0, 0.5]")):
+                        ("--label_noise=0.7", "error: --label_noise=0.7: must be in [0, 0.5]"),
+                        ("--n_test_prompts=294", "error: --n_test_prompts=294: the chain family has 293 test prompts")):
         with pytest.raises(SystemExit) as stop:
             main([flag, "--sft_ckpt=no/such/ckpt.pt"])
         assert str(stop.value).startswith(error)

@@ -9,8 +9,8 @@ one sentence, so the experiment brings its own family of multi-step answers, use
                                                   every correct step is a sum the SFT model has learned
     solution       "3 plus 1 is 4. 4 minus 2 is 2."   one sentence per step, the answer in the last one
 
-Solutions come from a fixed generator (as PRM800K's came from a fixed GPT-4): each step either slips in its
-result (off by 1 or 2, probability --slip) or starts from a number other than the last result (a copying
+Solutions come from a fixed generator (as PRM800K's came from a fixed GPT-4): a step may slip in its result
+(off by 1 or 2, probability --slip) and may start from a number other than the last result (a copying
 slip, --copy_slip). A step is correct when it starts from the last result (the prompt's first number for the
 first step), applies the prompt's next operation, and computes it right. Errors can cancel: "3 plus 1 is 5.
 4 minus 2 is 2." ends on the right answer through two wrong steps.
@@ -28,7 +28,7 @@ are read (once, or at each step). The measure is best-of-n on test prompts: amon
 the RM picks one; is its final answer right, and is every step of it right? "right for a wrong reason"
 (the answer right, a step wrong) is what an outcome label rewards and a careful reader does not.
 
-    python -m nanorm.experiments.process_rewards                 # after train_sft.py; ~10 minutes
+    python -m nanorm.experiments.process_rewards                 # after train_sft.py; ~30 minutes
     python -m nanorm.experiments.process_rewards --publish=true  # also copy the figure to lessons/figures/
 
 Writes out/process_rewards/process_rewards.json and .png. Not run here: PPO against each RM (dense step
@@ -47,7 +47,7 @@ import torch
 import torch.nn.functional as F
 
 from nanorm import world
-from nanorm.config import at_least, parse_config, print_config, seed_everything, within
+from nanorm.config import at_least, parse_config, print_config, require, seed_everything, within
 from nanorm.evaluate import load_policy
 from nanorm.experiments.common import fresh_rm, write_results
 from nanorm.model import pad
@@ -61,12 +61,12 @@ class ProcessConfig:
     sft_ckpt: str = "out/sft/ckpt.pt"
     tokenizer: str = DEFAULT_RANKS
     out_dir: str = "out/process_rewards"
-    budgets: str = "250,1000,4000"   # labelled solutions per RM (from training prompts), comma-separated
+    budgets: str = "250,1000,4000"       # labelled solutions per RM (from training prompts), comma-separated
     seeds: int = 2                       # repeats of each budget (generator, labels, training): the spread
     slip: float = 0.15                   # P(a step's result is off by 1 or 2)
     copy_slip: float = 0.1               # P(a step starts from a number other than the last result)
     label_noise: float = 0.05            # P(a labeler gets one label wrong), outcome and step labels alike
-    n_test_prompts: int = 300            # test chain prompts for best-of-n
+    n_test_prompts: int = 0              # test chain prompts for best-of-n (0: all 293)
     n_candidates: int = 16               # solutions per test prompt; best-of-n for n = 1, 2, 4, ... this
     steps: int = 800                     # optimiser steps per RM, whatever its budget (a small one repeats)
     batch_size: int = 32                 # solutions per step
@@ -76,7 +76,8 @@ class ProcessConfig:
     publish: bool = False
 
     def check(self):
-        at_least(self, 1, "seeds", "n_test_prompts", "n_candidates", "steps", "batch_size")
+        at_least(self, 1, "seeds", "n_candidates", "steps", "batch_size")
+        at_least(self, 0, "n_test_prompts")
         within(self, 0, 1, "slip", "copy_slip")
         within(self, 0, 0.5, "label_noise")
         at_least(self, 0, "lr")
@@ -131,7 +132,7 @@ def write_solution(prompt, rng, slip, copy_slip):
             x = max(0, last + rng.choice((-1, 1)))
             x = x if x != last else last + 1
         z = _apply(x, op, y)
-        if rng.random() < slip:                           # the result is off by 1 or 2 (never negative)
+        if rng.random() < slip:                           # the result is off by 1 or 2 (a slip never makes it negative)
             off = rng.choice((-2, -1, 1, 2))
             z = z + off if z + off >= 0 else z - off
         steps.append((x, op, y, z))
@@ -168,7 +169,7 @@ def encode(tok, prompt, steps):
     this is the encoding of the whole text (checked)."""
     ids = tok.encode_prompt(prompt.text)
     ends = []
-    for i, step in enumerate(steps):
+    for step in steps:
         ids = ids + tok.encode(" " + step_text(step))
         ends.append(len(ids) - 1)
     full = tok.encode_prompt(prompt.text) + tok.encode_response(" ".join(step_text(s) for s in steps))
@@ -324,13 +325,15 @@ def main(argv):
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     t0 = time.time()
-    tok = load_tokenizer(cfg.tokenizer)
-    sft, _ = load_policy(cfg.sft_ckpt, tok, torch.device("cpu"), kinds="sft")
     prompts = chain_prompts()
     train_prompts = [p for p in prompts if world.split_of(p) == "train"]
     test_prompts = [p for p in prompts if world.split_of(p) == "test"]
+    require(cfg, "n_test_prompts", cfg.n_test_prompts <= len(test_prompts),
+            f"the chain family has {len(test_prompts)} test prompts (0: all of them)")
     random.Random(cfg.seed).shuffle(test_prompts)
-    test_prompts = test_prompts[:cfg.n_test_prompts]
+    test_prompts = test_prompts[:cfg.n_test_prompts or None]
+    tok = load_tokenizer(cfg.tokenizer)
+    sft, _ = load_policy(cfg.sft_ckpt, tok, torch.device("cpu"), kinds="sft")
     test = make_items(tok, test_prompts, cfg.n_candidates, random.Random(cfg.seed + 1), cfg, 0.0)
     shape = (len(test_prompts), cfg.n_candidates)
     answer = np.array([it["answer"] for it in test]).reshape(shape)
