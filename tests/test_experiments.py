@@ -520,7 +520,7 @@ def test_process_rewards_flags_are_checked():
         assert str(stop.value).startswith(error)
 
 
-@pytest.mark.exercise("1.1", "2.1", "3.1")
+@pytest.mark.exercise("1.1", "2.1", "3.1", "3.2")
 def test_process_rewards_smoke(tmp_path, tiny_sft):
     from nanorm.experiments.process_rewards import KINDS, main
     res = main([f"--sft_ckpt={tiny_sft.dir}/ckpt.pt", f"--out_dir={tmp_path}", "--budgets=6,12", "--seeds=2",
