@@ -242,14 +242,11 @@ def train(kind, sft, tok, items, cfg, seed):
     seed_everything(seed)
     rm, optimizer, scheduler = fresh_rm(sft, cfg.lr, cfg.steps)
     rm.train()
-    order, at, shuffles = [], 0, random.Random(seed)
+    stream, shuffles = [], random.Random(seed)       # the items in one fresh order after another
     for _ in range(cfg.steps):
-        batch = []
-        while len(batch) < min(cfg.batch_size, len(items)):
-            if at == len(order):
-                order, at = shuffles.sample(range(len(items)), len(items)), 0
-            take = order[at:at + cfg.batch_size - len(batch)]
-            batch, at = batch + take, at + len(take)
+        while len(stream) < cfg.batch_size:
+            stream += shuffles.sample(range(len(items)), len(items))
+        batch, stream = stream[:cfg.batch_size], stream[cfg.batch_size:]
         loss = loss_of(kind, rm, tok, [items[j] for j in batch])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -339,8 +336,7 @@ def main(argv):
     answer = np.array([it["answer"] for it in test]).reshape(shape)
     valid = np.array([it["valid"] for it in test]).reshape(shape)
     ns = ns_of(cfg.n_candidates)
-    oracle = {str(n): float(answer[:, :cfg.n_candidates - cfg.n_candidates % n].reshape(len(test_prompts), -1, n)
-                            .any(-1).mean()) for n in ns}
+    oracle = {str(n): best_of_n(answer.astype(float), answer, valid, n)["answer"] for n in ns}   # pass@n
     print(f"{len(prompts)} chain prompts ({len(train_prompts)} train, {len(test_prompts)} test used); "
           f"generated solutions: answer right {answer.mean():.3f}, every step right {valid.mean():.3f}, "
           f"right for a wrong reason {(answer & ~valid).mean():.3f}")
