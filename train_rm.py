@@ -196,6 +196,16 @@ def rewards_and_loss(rm, records, *args):
             pairwise_accuracy(r[idx_w][decided], r[idx_l][decided]))
 
 
+def rm_checkpoint(rm, records, batch_args, config, step, sft_ckpt):
+    """The checkpoint train_ppo.py reads: the RM's weights and the gain and bias that give the responses of
+    `records` (SFT samples) reward mean 0 and std 1. config: the run's settings (a dict), kept with it."""
+    r = rewards_and_loss(rm, records, *batch_args)[0]
+    gain = 1.0 / r.std().clamp(min=1e-6).item()
+    return {"kind": "rm", "model_config": asdict(rm.cfg), "state_dict": rm.state_dict(), "config": config,
+            "step": step, "tokenizer": tokenizer_info(batch_args[0]), "reward_gain": gain,
+            "reward_bias": -r.mean().item() * gain, "sft_config": sft_ckpt["config"]}
+
+
 def main(cfg):
     device = start(cfg, data_parallel=True)   # print the config, pick the device, set threads and seeds
     t_start = time.time()
@@ -328,12 +338,8 @@ def main(cfg):
     train_time = time.time() - t_start
 
     # 5. Normalise: a gain and bias so the SFT policy's samples get reward mean 0, std 1 (what PPO sees)
-    r_train = rewards_and_loss(rm, train_records, *batch_args)[0]
-    gain = 1.0 / r_train.std().clamp(min=1e-6).item()
-    bias = -r_train.mean().item() * gain
-    ckpt = {"kind": "rm", "model_config": asdict(rm.cfg), "state_dict": rm.state_dict(), "config": asdict(cfg),
-            "step": step, "tokenizer": tokenizer_info(tok), "reward_gain": gain, "reward_bias": bias,
-            "sft_config": sft_ckpt["config"]}
+    ckpt = rm_checkpoint(rm, train_records, batch_args, asdict(cfg), step, sft_ckpt)
+    gain, bias = ckpt["reward_gain"], ckpt["reward_bias"]
     save_checkpoint(out.path("ckpt.pt"), ckpt)
     print(f"normalised reward = {gain:.4f} * r + {bias:+.4f}")
 

@@ -336,6 +336,10 @@ def test_per_labeler_rm_reads_each_labelers_reward_at_the_last_token():
         last = [max(t for t in range(6) if mask[b, t]) for b in range(2)]           # a loop: each row's final token
         each = torch.stack([rm.head(h[b, last[b]]) + rm.offsets(h[b, last[b]]) for b in range(2)])   # (2, L)
     assert torch.allclose(rm.score(idx, mask), each.mean(-1), atol=1e-5)            # the population's
+    torch.nn.init.normal_(rm.offsets.bias)
+    with torch.no_grad():
+        each = each + rm.offsets.bias
+        assert torch.allclose(rm.population().score(idx, mask), each.mean(-1), atol=1e-5)   # one head: what PPO reads
     rm.column = torch.tensor([1, 0])                                                 # row 0: labeler 9, row 1: 4
     assert torch.allclose(rm.score(idx, mask), torch.stack([each[0, 1], each[1, 0]]), atol=1e-5)
     assert not torch.allclose(each[:, 0], each[:, 1])
@@ -355,12 +359,31 @@ def test_taste_ceiling_by_hand():
     assert ceiling["1"] == pytest.approx({"own": 1.0, "population": 2.5 / 3})
 
 
-@pytest.mark.exercise("1.1", "2.1", "3.1", "3.2", "3.3", "3.4", "3.5", "4.1", "4.2", "4.3")
+@pytest.mark.exercise("1.1", "2.1", "3.1", "3.2", "3.3", "3.4", "3.5", "4.1", "4.2", "4.3",
+                      "5.1", "5.2", "5.3", "5.4", "5.5", "5.7")
 def test_labeler_votes_smoke(tmp_path, tiny_rm):
+    import train_rm
+    from nanorm.evaluate import load_reward_model
     from nanorm.experiments.labeler_votes import WAYS, main
+    from nanorm.prefdata import load_comparisons
+    from nanorm.tokenizer import DEFAULT_RANKS, load_tokenizer
     res = main([f"--comparisons={tiny_rm.dir}/comparisons.jsonl", f"--eval_comparisons={tiny_rm.dir}/eval_comparisons.jsonl",
                 f"--sft_ckpt={tiny_rm.flags['sft_ckpt']}", f"--out_dir={tmp_path}", "--n_prompts=4", "--threads=1",
-                "--best_of=2", "--n_test_prompts=6"])
+                "--best_of=2", "--n_test_prompts=6", "--ppo=one_labeler,per_labeler", "--see_flags=--n_prompts=4 --k=3 --n_accuracy_prompts=30",
+                "--ppo_flags=--n_iters=1 --batch_size=8 --minibatch_size=4 --ppo_epochs=1 --n_eval_prompts=4 "
+                "--n_test_prompts=6 --best_of=2 --device=cpu"])
+    # --ppo: those RMs saved as train_ppo.py reads one, their rewards of the first 4 prompts' SFT samples
+    # normalised to mean 0 and std 1 (per_labeler's population reward among them), and optimised
+    tok, records = load_tokenizer(DEFAULT_RANKS), load_comparisons(str(tiny_rm.dir / "comparisons.jsonl"))[0][:4]
+    max_new = torch.load(tiny_rm.flags["sft_ckpt"], weights_only=True)["config"]["max_response_tokens"]
+    assert not (tmp_path / "rm_soft_vote").exists() and "ppo_win_rate" not in res["runs"][3]
+    for run in (res["runs"][0], res["runs"][4]):
+        rm, ckpt = load_reward_model(str(tmp_path / f"rm_{run['way']}" / "ckpt.pt"), tok, torch.device("cpu"))
+        r = train_rm.rewards_and_loss(rm, records, tok, max_new, torch.device("cpu"), "float32")[0]
+        assert abs(r.mean().item()) < 1e-4 and r.std().item() == pytest.approx(1.0, abs=1e-4), run["way"]
+        assert ckpt["step"] == run["steps"]
+        assert 0 <= run["ppo_win_rate"] <= 1 and run["ppo_kl"] >= 0 and "minimal_pairs_mean" in run
+        assert (tmp_path / f"ppo_{run['way']}" / "eval.json").exists()
     assert [run["way"] for run in res["runs"]] == list(WAYS)
     assert [run["labellings"] for run in res["runs"]] == [4, 12, 12, 12, 12]    # the same budget but the first
     assert [run["steps"] for run in res["runs"]] == [2, 6, 2, 2, 2]

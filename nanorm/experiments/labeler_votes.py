@@ -28,12 +28,21 @@ is scored against each of them (per_labeler with that person's own reward).
 
     python -m nanorm.experiments.labeler_votes          # after train_sft.py and train_rm.py, ~6 minutes
     python -m nanorm.experiments.labeler_votes --publish=true   # also copy the figure to lessons/figures/
+    python -m nanorm.experiments.labeler_votes --ppo=all        # and what PPO makes of each RM (~25 min)
+
+With --ppo=all (or some ways: --ppo=one_labeler,soft_vote) each of those RMs is also saved as train_rm.py saves one (OUT_DIR/rm_<way>/ckpt.pt, normalised on
+the SFT samples of the first --n_prompts rankings; per_labeler as its population reward r + mean_l o_l,
+PerLabelerRM.population), measured on minimal pairs (what_the_rm_sees.py), and optimised by the default
+train_ppo.py (OUT_DIR/ppo_<way>/, --jobs at a time): PPO's gold win rate over SFT and its KL, per RM.
 
 Writes out/labeler_votes/labeler_votes.json and .png.
 """
 
+import os
 import random
+import shlex
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -44,7 +53,9 @@ from nanorm import world
 from nanorm.config import at_least, parse_config, require
 from nanorm.data import sample_responses
 from nanorm.evaluate import rm_scores
-from nanorm.experiments.common import load_rm_study, train_study_rm, write_results
+from nanorm.checkpoint import load_checkpoint, save_checkpoint
+from nanorm.experiments import what_the_rm_sees
+from nanorm.experiments.common import load_rm_study, stage, train_study_rm, write_results
 from nanorm.model import ScalarHeadModel
 from nanorm.prefdata import Comparison
 from nanorm.reward import bradley_terry_loss, kwise_pairs, pairwise_accuracy, ranking_to_pairs
@@ -69,10 +80,21 @@ class VotesConfig:
     n_test_prompts: int = 300         # held-out test prompts for best-of-n
     seed: int = 1337                  # train_rm.py's --seed: its labelers
     threads: int = 0
+    ppo: str = ""                     # RMs (ways, comma-separated, or all) also saved, measured on minimal pairs
+                                      # and optimised by train_ppo.py; empty: none
+    ppo_flags: str = ""               # more flags for every train_ppo.py (the tests: a tiny run)
+    see_flags: str = ""               # ... for every what_the_rm_sees
+    jobs: int = 2                     # train_ppo.py runs at once, each a process with --ppo_threads
+    ppo_threads: int = 1
     publish: bool = False
 
     def check(self):
-        at_least(self, 1, "n_prompts", "prompts_per_batch", "epochs", "n_test_prompts")
+        at_least(self, 1, "n_prompts", "prompts_per_batch", "epochs", "n_test_prompts", "jobs")
+        at_least(self, 0, "ppo_threads")
+        require(self, "ppo", all(w in WAYS for w in self.ppo_ways()), f"expected all or ways among {', '.join(WAYS)}")
+
+    def ppo_ways(self):
+        return list(WAYS) if self.ppo == "all" else [w.strip() for w in self.ppo.split(",") if w.strip()]
         at_least(self, 0, "best_of")
         at_least(self, 5, "n_labelers")   # three training labelers and the two held-out ones
 
@@ -120,6 +142,16 @@ class PerLabelerRM(ScalarHeadModel):
         model.trunk.load_state_dict(rm.trunk.state_dict())
         model.head.load_state_dict(rm.head.state_dict())
         return model
+
+    def population(self):
+        """The population's reward r + mean_l o_l as a plain ScalarHeadModel: both are linear in the trunk's
+        output, so the mean offset folds into the head (weight w + mean_l W_l, bias b + mean_l b_l)."""
+        rm = ScalarHeadModel(self.cfg)
+        rm.trunk.load_state_dict(self.trunk.state_dict())
+        with torch.no_grad():
+            rm.head.weight.copy_(self.head.weight + self.offsets.weight.mean(0, keepdim=True))
+            rm.head.bias.copy_(self.head.bias + self.offsets.bias.mean(0, keepdim=True))
+        return rm
 
     def forward(self, idx, mask=None, response_mask=None):
         h = self.trunk(idx, mask)                                              # (B, T, d_model)
@@ -230,6 +262,35 @@ def best_of_n_win_rate(rm, tok, pool, n):
     return float(np.mean(wins))
 
 
+def save_for_ppo(rm, path, records, tok, max_new, cfg, steps):
+    """rm (a PerLabelerRM: its population reward) as train_rm.py saves an RM, normalised on the SFT samples
+    of `records`."""
+    rm = rm.population() if isinstance(rm, PerLabelerRM) else rm
+    args = (tok, max_new, torch.device("cpu"), "float32")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    sft_ckpt = load_checkpoint(cfg.sft_ckpt, "sft", tok)
+    save_checkpoint(path, train_rm.rm_checkpoint(rm, records, args, asdict(cfg), steps, sft_ckpt))
+
+
+def downstream(cfg, way):
+    """What PPO makes of the saved RM of `way`: train_ppo.py's test-set gold win rate over SFT, KL, gold gain."""
+    rm_ckpt = os.path.join(cfg.out_dir, f"rm_{way}", "ckpt.pt")
+    ppo_dir = os.path.join(cfg.out_dir, f"ppo_{way}")
+    ppo = stage("ppo", ppo_dir + ".log", cfg.ppo_flags, sft_ckpt=cfg.sft_ckpt, rm_ckpt=rm_ckpt, out_dir=ppo_dir,
+                threads=cfg.ppo_threads)
+    return {"ppo_win_rate": ppo["ppo"]["win_rate_vs_sft"], "ppo_kl": ppo["ppo"]["kl"],
+            "ppo_gold_gain": ppo["ppo"]["gold"] - ppo["sft"]["gold"]}
+
+
+def minimal_pairs(cfg, way):
+    """what_the_rm_sees.py's minimal pairs of the saved RM of `way`: the share each family's RM gets right."""
+    rm_dir = os.path.join(cfg.out_dir, f"rm_{way}")
+    seen = what_the_rm_sees.main([f"--sft_ckpt={cfg.sft_ckpt}", f"--rm_ckpt={rm_dir}/ckpt.pt", f"--threads={cfg.threads}",
+                                  f"--out={rm_dir}/what_the_rm_sees.json", *shlex.split(cfg.see_flags)])
+    minimal = {fam: v["rm"] for fam, v in seen["minimal_pairs"].items()}
+    return {"minimal_pairs": minimal, "minimal_pairs_mean": sum(minimal.values()) / len(minimal) if minimal else None}
+
+
 def make_figure(res, path):
     import matplotlib
     matplotlib.use("Agg")
@@ -290,7 +351,22 @@ def main(argv):
               + (f", best-of-{cfg.best_of} win rate {run['best_of_n_win_rate']:.3f}" if pool else "")
               + f"; against the training labelers {np.mean(list(run['accuracy_per_training_labeler'].values())):.3f}"
               + (f" (each one's own reward {np.mean(list(own.values())):.3f})" if own else ""), flush=True)
+        if way in cfg.ppo_ways():
+            save_for_ppo(rm, os.path.join(cfg.out_dir, f"rm_{way}", "ckpt.pt"), rankings[:n], tok, max_new, cfg,
+                         run["steps"])
         runs.append(run)
+    optimised = [run for run in runs if run["way"] in cfg.ppo_ways()]
+    if optimised:
+        for run in optimised:
+            run.update(minimal_pairs(cfg, run["way"]))
+        with ThreadPoolExecutor(cfg.jobs) as pool:   # each run a process of its own
+            for run, got in zip(optimised, pool.map(lambda run: downstream(cfg, run["way"]), optimised)):
+                run.update(got)
+        print(f"\n  {'RM':14s} {'minimal pairs':>13s} {'PPO win':>8s} {'PPO KL':>7s}")
+        for run in optimised:
+            mp = run["minimal_pairs_mean"]
+            print(f"  {run['way']:14s} {'n/a' if mp is None else f'{mp:.3f}':>13s} {run['ppo_win_rate']:8.3f} "
+                  f"{run['ppo_kl']:7.2f}")
     res = {"config": asdict(cfg), "n_prompts": cfg.n_prompts, "n_pairs_voted": len(pairs),
            "split_vote_rate": n_split / len(pairs), "taste_ceiling": ceiling, "runs": runs}
     write_results(res, cfg.out_dir, "labeler_votes", make_figure, cfg.publish)
