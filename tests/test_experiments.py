@@ -196,7 +196,8 @@ def test_scores_vs_rankings_smoke(tmp_path, tiny_rm):
 
 
 def test_spearman_ranks_with_ties_by_hand():
-    from nanorm.experiments.rm_size import spearman, tag
+    from nanorm.experiments.common import spearman
+    from nanorm.experiments.rm_size import tag
     assert spearman([1, 2, 3, 4], [10, 20, 30, 45]) == pytest.approx(1.0)
     assert spearman([3, 1, 2], [0.1, 0.9, 0.5]) == pytest.approx(-1.0)
     # ties share their mean rank: x ranks 0, 1.5, 1.5, 3 against 0, 1, 2, 3; r = 4.5 / sqrt(4.5 * 5) = 0.9487
@@ -212,6 +213,40 @@ def forbid_new_stages(monkeypatch):
     def no_new_runs(*args, **kwargs):
         raise AssertionError("a finished stage was run again")
     monkeypatch.setattr(stages, "run_in_child", no_new_runs)
+
+
+def test_permutation_p_by_hand():
+    # 4 points: of the 24 orderings, |rho| = 1 for 2; |rho| >= 0.6 (sum of squared rank gaps <= 4 or >= 16)
+    # for 1 + 3 + 1 and 1 + 3 + 1 of them
+    from nanorm.experiments.common import permutation_p
+    assert permutation_p([1, 2, 3, 4], [10, 20, 30, 45]) == pytest.approx(2 / 24)
+    assert permutation_p([1, 2, 3, 4], [2, 1, 4, 3]) == pytest.approx(10 / 24)
+    assert permutation_p(range(12), range(12), n_random=2000) < 0.002    # random orderings past 8 points
+
+
+def test_predicts_ppo_pools_every_experiments_rms(tmp_path, capsys):
+    from nanorm.experiments import predicts_ppo
+    row = lambda acc, gold, ece, win: {"accuracy": acc, "gold_accuracy": gold, "ece": ece, "ppo_win_rate": win}
+    (tmp_path / "rm_size.json").write_text(json.dumps({"rows": [
+        {"width": 64, "variant": "", **row(0.60, 0.70, 0.07, 0.60)},
+        {"width": 128, "variant": "--init=random", **row(0.62, 0.69, None, 0.62)},
+        {"width": 256, "variant": "", "accuracy": 0.9}]}))                  # no PPO run: left out
+    (tmp_path / "labeler_votes.json").write_text(json.dumps({"runs": [
+        {"way": "one_labeler", **row(0.57, 0.71, 0.05, 0.58)}, {"way": "soft_vote", **row(0.65, 0.68, 0.09, 0.64)}]}))
+    sources = f"--sources={tmp_path}/rm_size.json,{tmp_path}/missing.json,{tmp_path}/labeler_votes.json"
+    res = predicts_ppo.main([sources, f"--out_dir={tmp_path}/out"])
+    assert "missing.json: not found" in capsys.readouterr().out
+    assert [(r["experiment"], r["rm"]) for r in res["rows"]] == [
+        ("rm_size", "d_model 64"), ("rm_size", "init=random"), ("labeler_votes", "one_labeler"),
+        ("labeler_votes", "soft_vote")]
+    got = res["predicts_ppo"]
+    assert got["accuracy"] == pytest.approx({"n": 4, "spearman": 1.0, "p": 2 / 24})
+    assert got["gold_accuracy"] == pytest.approx({"n": 4, "spearman": -1.0, "p": 2 / 24})
+    assert got["ece"]["n"] == 3 and got["minimal_pairs_mean"] == {"n": 0, "spearman": None, "p": None}
+    assert json.load(open(tmp_path / "out" / "predicts_ppo.json"))["predicts_ppo"]["accuracy"]["n"] == 4
+    assert (tmp_path / "out" / "predicts_ppo.png").stat().st_size > 1000
+    with pytest.raises(SystemExit, match="2 RMs with a PPO run; at least 3"):
+        predicts_ppo.main([f"--sources={tmp_path}/rm_size.json", f"--out_dir={tmp_path}/out2"])
 
 
 @pytest.mark.exercise("1.1", "2.1", "3.1", "3.2", "3.3", "3.4", "3.5", "4.1", "4.2", "4.3",

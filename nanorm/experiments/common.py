@@ -7,8 +7,10 @@ Pieces the experiments share, so that no experiment imports another:
     train_study_rm    one such RM trained on records with a given loss, and its held-out report
     stage             a stage's report: read back from a finished run of the same flags, else run in a child
     write_results     an experiment's JSON and figure into its out_dir (the figure also to lessons/figures/)
+    predicts_ppo      how well each measure of an RM made without PPO ranks RMs as PPO's gold win rate does
 """
 
+import itertools
 import math
 import os
 import random
@@ -17,6 +19,7 @@ import shutil
 import time
 from dataclasses import asdict
 
+import numpy as np
 import torch
 
 import train_rm
@@ -123,3 +126,52 @@ def write_results(res, out_dir, name, draw, publish=False):
     if publish:
         shutil.copyfile(figure, os.path.join(LESSON_FIGURES, f"{name}.png"))
     print(f"wrote {out_dir}/{name}.json and {figure}")
+
+
+# What an RM earns without PPO, each tried as a predictor of PPO's gold win rate (section 1 of lesson 07)
+MEASURES = (("held-out accuracy", "accuracy"), ("gold accuracy", "gold_accuracy"),
+            ("calibration error (ECE)", "ece"), ("minimal pairs (mean of families)", "minimal_pairs_mean"),
+            ("best-of-n gold win rate", "best_of_n_win_rate"))
+
+
+def ranks(v):
+    """0-based ranks of v, ties sharing the mean of the ranks they span."""
+    v = np.asarray(v, dtype=float)
+    r = np.empty(len(v))
+    r[np.argsort(v, kind="stable")] = np.arange(len(v))
+    for value in np.unique(v):
+        r[v == value] = r[v == value].mean()
+    return r
+
+
+def spearman(x, y):
+    """Spearman's rank correlation: the Pearson correlation of the ranks."""
+    rx, ry = ranks(x), ranks(y)
+    if rx.std() == 0 or ry.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(rx, ry)[0, 1])
+
+
+def permutation_p(x, y, n_random=20000, seed=0):
+    """Two-sided p-value of Spearman's rho under "no relation": the share of orderings of y whose |rho| is at
+    least the observed one. Every ordering for up to 8 points (exact), else n_random random ones."""
+    rho = abs(spearman(x, y))
+    if rho != rho:
+        return float("nan")
+    rx, ry = ranks(x), ranks(y)
+    rng = np.random.default_rng(seed)
+    orders = itertools.permutations(range(len(ry))) if len(ry) <= 8 else (rng.permutation(len(ry)) for _ in range(n_random))
+    hits = [abs(np.corrcoef(rx, ry[list(o)])[0, 1]) >= rho - 1e-12 for o in orders]
+    return float(np.mean(hits))
+
+
+def predicts_ppo(rows):
+    """For each measure of MEASURES: Spearman's rho with PPO's gold win rate across the RMs (rows) that have
+    both, and its permutation p-value."""
+    out = {}
+    for _, key in MEASURES:
+        pairs = [(r[key], r["ppo_win_rate"]) for r in rows if r.get(key) is not None and "ppo_win_rate" in r]
+        enough = len(pairs) > 2
+        out[key] = {"n": len(pairs), "spearman": spearman(*zip(*pairs)) if enough else None,
+                    "p": permutation_p(*zip(*pairs)) if enough else None}
+    return out

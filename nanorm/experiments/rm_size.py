@@ -38,12 +38,11 @@ import shlex
 import sys
 from dataclasses import asdict, dataclass
 
-import numpy as np
 import torch
 
 from nanorm.config import parse_config, require
 from nanorm.experiments import what_the_rm_sees
-from nanorm.experiments.common import stage, write_results
+from nanorm.experiments.common import MEASURES, predicts_ppo, stage, write_results
 
 
 @dataclass
@@ -111,35 +110,6 @@ def one_rm(cfg, width, policy, variant=""):
                     "ppo_win_rate": ppo["ppo"]["win_rate_vs_sft"], "ppo_kl": ppo["ppo"]["kl"],
                     "ppo_gold_gain": ppo["ppo"]["gold"] - ppo["sft"]["gold"]})
     return row
-
-
-# What an RM earns without PPO, each tried as a predictor of PPO's gold win rate (section 1 of lesson 07)
-MEASURES = (("held-out accuracy", "accuracy"), ("gold accuracy", "gold_accuracy"),
-            ("minimal pairs (mean of families)", "minimal_pairs_mean"), ("best-of-n gold win rate", "best_of_n_win_rate"))
-
-
-def spearman(x, y):
-    """Spearman's rank correlation: the Pearson correlation of the ranks (ties share their mean rank)."""
-    def ranks(v):
-        v = np.asarray(v, dtype=float)
-        r = np.empty(len(v))
-        r[np.argsort(v, kind="stable")] = np.arange(len(v))
-        for value in np.unique(v):   # ties: each gets the mean of the ranks they span
-            r[v == value] = r[v == value].mean()
-        return r
-    rx, ry = ranks(x), ranks(y)
-    if rx.std() == 0 or ry.std() == 0:
-        return float("nan")
-    return float(np.corrcoef(rx, ry)[0, 1])
-
-
-def predicts_ppo(rows):
-    """For each measure of MEASURES: Spearman's rho with PPO's gold win rate, across the RMs that have both."""
-    out = {}
-    for _, key in MEASURES:
-        pairs = [(r[key], r["ppo_win_rate"]) for r in rows if r.get(key) is not None and "ppo_win_rate" in r]
-        out[key] = {"n": len(pairs), "spearman": spearman(*zip(*pairs)) if len(pairs) > 2 else None}
-    return out
 
 
 def label(row):
