@@ -300,6 +300,8 @@ def make_figure(res, path):
     rows = [("accuracy", "vs held-out labeler A"), ("gold_accuracy", "vs gold")]
     if res["config"]["best_of"]:
         rows.append(("best_of_n_win_rate", f"best-of-{res['config']['best_of']} gold win rate"))
+    if all("ppo_win_rate" in run for run in res["runs"]):   # --ppo=all
+        rows.append(("ppo_win_rate", "PPO's gold win rate over SFT"))
     width = 0.8 / len(rows)
     for k, (key, label) in enumerate(rows):
         bars = ax.bar(x + (k - (len(rows) - 1) / 2) * width, [run[key] for run in res["runs"]], width, label=label)
