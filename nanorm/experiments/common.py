@@ -175,3 +175,12 @@ def predicts_ppo(rows):
         out[key] = {"n": len(pairs), "spearman": spearman(*zip(*pairs)) if enough else None,
                     "p": permutation_p(*zip(*pairs)) if enough else None}
     return out
+
+
+def print_predicts_ppo(predicts):
+    """predicts_ppo's result, one line per measure."""
+    print("\nDoes the measure rank the RMs as PPO's gold win rate does? (Spearman's rho, permutation p)")
+    for name, key in MEASURES:
+        got = predicts[key]
+        shown = "n/a" if got["spearman"] is None else f"{got['spearman']:+.2f}   p {got['p']:.3f}"
+        print(f"  {name:34s} {shown}  ({got['n']} RMs)")

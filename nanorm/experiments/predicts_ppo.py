@@ -30,7 +30,7 @@ import sys
 from dataclasses import asdict, dataclass
 
 from nanorm.config import parse_config, require
-from nanorm.experiments.common import MEASURES, predicts_ppo, write_results
+from nanorm.experiments.common import MEASURES, predicts_ppo, print_predicts_ppo, write_results
 
 
 @dataclass
@@ -109,11 +109,7 @@ def main(argv=None):
     for r in rows:
         cells = " ".join(f"{'n/a':>10s}" if r[key] is None else f"{r[key]:10.3f}" for _, key in MEASURES)
         print(f"  {r['experiment']:14s} {r['rm']:16s} {cells} {r['ppo_win_rate']:10.3f}")
-    print("\nDoes the measure rank the RMs as PPO's gold win rate does? (Spearman's rho, permutation p)")
-    for name, key in MEASURES:
-        got = res["predicts_ppo"][key]
-        shown = "n/a" if got["spearman"] is None else f"{got['spearman']:+.2f}   p {got['p']:.3f}"
-        print(f"  {name:34s} {shown}  ({got['n']} RMs)")
+    print_predicts_ppo(res["predicts_ppo"])
     write_results(res, cfg.out_dir, "predicts_ppo", draw, cfg.publish)
     return res
 

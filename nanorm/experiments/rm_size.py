@@ -42,7 +42,7 @@ import torch
 
 from nanorm.config import parse_config, require
 from nanorm.experiments import what_the_rm_sees
-from nanorm.experiments.common import MEASURES, predicts_ppo, stage, write_results
+from nanorm.experiments.common import MEASURES, predicts_ppo, print_predicts_ppo, stage, write_results
 
 
 @dataclass
@@ -194,11 +194,7 @@ def main(argv=None):
         print(f"  {label(r):18s} {r['rm_params'] / 1e6:6.2f}M {r['n_train_prompts']:7d} {r['accuracy']:6.3f} "
               f"{r['agreement']:6.3f} {r['gold_accuracy']:6.3f} {r['ece']:6.3f}  {minimal:24s}{tail}")
     if cfg.run_ppo:
-        print("\nDoes the measure rank the RMs as PPO's gold win rate does? (Spearman's rho over the RMs)")
-        for name, key in MEASURES:
-            got = res["predicts_ppo"][key]
-            rho = "n/a" if got["spearman"] is None else f"{got['spearman']:+.2f}"
-            print(f"  {name:34s} {rho:>6s}  ({got['n']} RMs)")
+        print_predicts_ppo(res["predicts_ppo"])
     write_results(res, cfg.out_dir, "rm_size", draw, cfg.publish)
     return res
 
