@@ -438,7 +438,8 @@ def test_labeler_votes_smoke(tmp_path, tiny_rm):
     ("headroom", "--n_prompts=5000", "error: --n_prompts=5000: the world's test split has only"),
     ("headroom", "--candidates=dpo", "error: --candidates=dpo: expected sft or demonstrations"),
     ("what_the_rm_sees", "--n_accuracy_prompts=100000", "error: --n_accuracy_prompts=100000: the world's test split"),
-    ("what_the_rm_sees", "--k=1", "error: --k=1: must be at least 2")])
+    ("what_the_rm_sees", "--k=1", "error: --k=1: must be at least 2"),
+    ("labeler_votes", "--ppo=soft", "error: --ppo=soft: expected all or ways among one_labeler,")])
 def test_analysis_flags_are_checked_before_anything_loads(module, flag, error):
     """A flag the world cannot serve stops with one line naming it (not a traceback from make_split)."""
     import importlib

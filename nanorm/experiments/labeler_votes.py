@@ -28,11 +28,11 @@ is scored against each of them (per_labeler with that person's own reward).
 
     python -m nanorm.experiments.labeler_votes          # after train_sft.py and train_rm.py, ~6 minutes
     python -m nanorm.experiments.labeler_votes --publish=true   # also copy the figure to lessons/figures/
-    python -m nanorm.experiments.labeler_votes --ppo=all        # and what PPO makes of each RM (~25 min)
+    python -m nanorm.experiments.labeler_votes --ppo=all        # and what PPO makes of each RM (~40 min)
 
-With --ppo=all (or some ways: --ppo=one_labeler,soft_vote) each of those RMs is also saved as train_rm.py saves one (OUT_DIR/rm_<way>/ckpt.pt, normalised on
-the SFT samples of the first --n_prompts rankings; per_labeler as its population reward r + mean_l o_l,
-PerLabelerRM.population), measured on minimal pairs (what_the_rm_sees.py), and optimised by the default
+With --ppo=all (or some ways: --ppo=one_labeler,soft_vote) each of those RMs is also saved as train_rm.py
+saves one (OUT_DIR/rm_<way>/ckpt.pt, normalised on the SFT samples of the first --n_prompts rankings;
+per_labeler as its population reward r + mean_l o_l, PerLabelerRM.population), measured on minimal pairs (what_the_rm_sees.py), and optimised by the default
 train_ppo.py (OUT_DIR/ppo_<way>/, --jobs at a time): PPO's gold win rate over SFT and its KL, per RM.
 
 Writes out/labeler_votes/labeler_votes.json and .png.
@@ -92,11 +92,11 @@ class VotesConfig:
         at_least(self, 1, "n_prompts", "prompts_per_batch", "epochs", "n_test_prompts", "jobs")
         at_least(self, 0, "ppo_threads")
         require(self, "ppo", all(w in WAYS for w in self.ppo_ways()), f"expected all or ways among {', '.join(WAYS)}")
+        at_least(self, 0, "best_of")
+        at_least(self, 5, "n_labelers")   # three training labelers and the two held-out ones
 
     def ppo_ways(self):
         return list(WAYS) if self.ppo == "all" else [w.strip() for w in self.ppo.split(",") if w.strip()]
-        at_least(self, 0, "best_of")
-        at_least(self, 5, "n_labelers")   # three training labelers and the two held-out ones
 
 
 def vote_targets(rankings, K):
