@@ -32,8 +32,9 @@ is scored against each of them (per_labeler with that person's own reward).
 
 With --ppo=all (or some ways: --ppo=one_labeler,soft_vote) each of those RMs is also saved as train_rm.py
 saves one (OUT_DIR/rm_<way>/ckpt.pt, normalised on the SFT samples of the first --n_prompts rankings;
-per_labeler as its population reward r + mean_l o_l, PerLabelerRM.population), measured on minimal pairs (what_the_rm_sees.py), and optimised by the default
-train_ppo.py (OUT_DIR/ppo_<way>/, --jobs at a time): PPO's gold win rate over SFT and its KL, per RM.
+per_labeler as its population reward r + mean_l o_l, PerLabelerRM.population), measured on minimal
+pairs (what_the_rm_sees.py), and optimised by the default train_ppo.py (OUT_DIR/ppo_<way>/, --jobs at a
+time): PPO's gold win rate over SFT and its KL, per RM.
 
 Writes out/labeler_votes/labeler_votes.json and .png.
 """

@@ -15,8 +15,8 @@ with a permutation p-value (the chance of a |rho| this large if the measure said
 Best-of-16 is each experiment's own: train_ppo.py's on its 500 test prompts for rm_size, 300 test prompts
 of labeler_votes' pool for the others; both are one RM-picked answer of 16 against one SFT sample.
 
-    python -m nanorm.experiments.rm_size --threads=1          # first (about 1.5 to 3 hours of stage time)
-    python -m nanorm.experiments.labeler_votes --ppo=all      # (about 30 minutes)
+    python -m nanorm.experiments.rm_size --threads=1          # first (about 1.5 h in two processes, lesson 07)
+    python -m nanorm.experiments.labeler_votes --ppo=all      # (about 40 minutes)
     python -m nanorm.experiments.predicts_ppo                 # seconds; --publish=true copies the figure
 
 Writes out/predicts_ppo/predicts_ppo.{json,png}. What it cannot show: one seed per RM (PPO's win rate
