@@ -160,7 +160,8 @@ def permutation_p(x, y, n_random=20000, seed=0):
         return float("nan")
     rx, ry = ranks(x), ranks(y)
     rng = np.random.default_rng(seed)
-    orders = itertools.permutations(range(len(ry))) if len(ry) <= 8 else (rng.permutation(len(ry)) for _ in range(n_random))
+    n = len(ry)
+    orders = itertools.permutations(range(n)) if n <= 8 else (rng.permutation(n) for _ in range(n_random))
     hits = [abs(np.corrcoef(rx, ry[list(o)])[0, 1]) >= rho - 1e-12 for o in orders]
     return float(np.mean(hits))
 

@@ -286,8 +286,9 @@ def downstream(cfg, way):
 def minimal_pairs(cfg, way):
     """what_the_rm_sees.py's minimal pairs of the saved RM of `way`: the share each family's RM gets right."""
     rm_dir = os.path.join(cfg.out_dir, f"rm_{way}")
-    seen = what_the_rm_sees.main([f"--sft_ckpt={cfg.sft_ckpt}", f"--rm_ckpt={rm_dir}/ckpt.pt", f"--threads={cfg.threads}",
-                                  f"--out={rm_dir}/what_the_rm_sees.json", *shlex.split(cfg.see_flags)])
+    seen = what_the_rm_sees.main([f"--sft_ckpt={cfg.sft_ckpt}", f"--rm_ckpt={rm_dir}/ckpt.pt",
+                                  f"--threads={cfg.threads}", f"--out={rm_dir}/what_the_rm_sees.json",
+                                  *shlex.split(cfg.see_flags)])
     minimal = {fam: v["rm"] for fam, v in seen["minimal_pairs"].items()}
     return {"minimal_pairs": minimal, "minimal_pairs_mean": sum(minimal.values()) / len(minimal) if minimal else None}
 
